@@ -1,0 +1,147 @@
+//! What can go wrong, and how each failure reaches JavaScript.
+//!
+//! Bad input becomes a plain JS `TypeError`; anything the server or the
+//! driver does becomes a `MongoLocksError` (the class `index.js` defines and
+//! registers here at load time), carrying the server's numeric error code
+//! when there is one. Errors are built on the JS thread, so a rejected
+//! promise carries a real instance of the right class, not a wrapper.
+
+use std::cell::RefCell;
+
+use mongodb::error::{ErrorKind, WriteFailure};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+/// A failure, before it becomes a JS error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockError {
+  /// The caller passed something we cannot use: a JS `TypeError`.
+  Invalid(String),
+  /// The server or the driver failed: a `MongoLocksError`.
+  Server { message: String, code: Option<i32> },
+  /// The manager was closed before or during the call.
+  Closed,
+}
+
+pub type LockResult<T> = std::result::Result<T, LockError>;
+
+impl LockError {
+  pub fn invalid(message: impl Into<String>) -> Self {
+    LockError::Invalid(message.into())
+  }
+
+  /// Wraps a driver error with what we were doing when it happened.
+  pub fn server(doing: &str, err: &mongodb::error::Error) -> Self {
+    LockError::Server {
+      message: format!("mongo-locks-native: {doing} failed: {}", describe_driver_error(err)),
+      code: server_code(err),
+    }
+  }
+
+  pub fn message(&self) -> String {
+    match self {
+      LockError::Invalid(m) => m.clone(),
+      LockError::Server { message, .. } => message.clone(),
+      LockError::Closed => "mongo-locks-native: this LockManager is closed".to_string(),
+    }
+  }
+}
+
+/// The server's numeric error code, where the server sent one.
+pub fn server_code(err: &mongodb::error::Error) -> Option<i32> {
+  match err.kind.as_ref() {
+    ErrorKind::Command(c) => Some(c.code),
+    ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+    ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
+    _ => None,
+  }
+}
+
+/// E11000: the unique index on `action` refused a second holder.
+pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
+  server_code(err) == Some(11000)
+}
+
+/// Server-selection failures read as a wall of topology detail; say plainly
+/// that the server could not be reached.
+fn describe_driver_error(err: &mongodb::error::Error) -> String {
+  match err.kind.as_ref() {
+    ErrorKind::ServerSelection { message, .. } => {
+      format!("could not reach a MongoDB server ({message})")
+    }
+    _ => err.to_string(),
+  }
+}
+
+thread_local! {
+  // One registration per JS thread (main thread or worker), made by index.js.
+  static MONGO_LOCKS_ERROR: RefCell<Option<FunctionRef<FnArgs<(String, Option<i32>)>, Unknown<'static>>>> =
+    const { RefCell::new(None) };
+}
+
+/// Registers the JS class used for server failures. Called once by index.js.
+#[napi(skip_typescript)]
+pub fn register_error_class(mongo_locks_error: Function<FnArgs<(String, Option<i32>)>, Unknown<'static>>) -> Result<()> {
+  let reference = mongo_locks_error.create_ref()?;
+  MONGO_LOCKS_ERROR.with(|slot| *slot.borrow_mut() = Some(reference));
+  Ok(())
+}
+
+/// Builds the JS error object for `err` (on the JS thread).
+pub fn js_error<'env>(env: &'env Env, err: &LockError) -> Result<Unknown<'env>> {
+  match err {
+    LockError::Invalid(message) => {
+      let ctor: Function<String, Unknown> = env.get_global()?.get_named_property("TypeError")?;
+      ctor.new_instance(message.clone())
+    }
+    LockError::Server { .. } | LockError::Closed => {
+      let code = match err {
+        LockError::Server { code, .. } => *code,
+        _ => None,
+      };
+      let registered = MONGO_LOCKS_ERROR.with(|slot| {
+        slot
+          .borrow()
+          .as_ref()
+          .map(|r| r.borrow_back(env).and_then(|f| f.new_instance(FnArgs::from((err.message(), code)))))
+      });
+      match registered {
+        Some(instance) => instance,
+        None => {
+          let ctor: Function<String, Unknown> = env.get_global()?.get_named_property("Error")?;
+          ctor.new_instance(err.message())
+        }
+      }
+    }
+  }
+}
+
+/// `err` as a napi error that rethrows (or rejects with) the exact JS object.
+pub fn to_napi(env: &Env, err: &LockError) -> Error {
+  match js_error(env, err) {
+    Ok(value) => Error::from(value),
+    Err(e) => e,
+  }
+}
+
+/// A promise already rejected with `err`: for input checks in promise-returning
+/// methods, so that bad input rejects rather than throws.
+pub fn rejected<'env, T: ToNapiValue>(env: &'env Env, err: &LockError) -> Result<PromiseRaw<'env, T>> {
+  let value = js_error(env, err)?;
+  PromiseRaw::reject(env, value)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn closed_has_a_message_that_names_the_manager() {
+    assert!(LockError::Closed.message().contains("LockManager is closed"));
+  }
+
+  #[test]
+  fn invalid_keeps_its_message() {
+    assert_eq!(LockError::invalid("bad key").message(), "bad key");
+  }
+}
