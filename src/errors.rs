@@ -81,6 +81,7 @@ thread_local! {
 
 /// Registers the JS class used for server failures. Called once by index.js.
 #[napi(skip_typescript)]
+#[cfg_attr(test, allow(dead_code))]
 pub fn register_error_class(mongo_locks_error: Function<FnArgs<(String, Option<i32>)>, Unknown<'static>>) -> Result<()> {
   let reference = mongo_locks_error.create_ref()?;
   MONGO_LOCKS_ERROR.with(|slot| *slot.borrow_mut() = Some(reference));

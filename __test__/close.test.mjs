@@ -1,0 +1,45 @@
+// close(): frees what the manager holds, stops the refresh, closes the
+// connections, and leaves nothing that keeps Node running.
+import { describe, it, expect, afterEach, beforeEach } from 'vitest'
+import path from 'node:path'
+import { freshCollection, lib, runNode, root } from './support.mjs'
+
+const { LockManager, MongoLocksError } = lib
+const fixture = path.join(root, '__test__', 'fixtures', 'close-and-exit.mjs')
+
+describe('close()', () => {
+  let ctx
+  beforeEach(async () => { ctx = await freshCollection('close') })
+  afterEach(async () => { await ctx.close() })
+
+  it('frees held locks, turns them unlocked, and refuses new work', async () => {
+    const locker = new LockManager(ctx.collection)
+    const a = await locker.lock('a')
+    const b = await locker.lock('b')
+    expect(await ctx.collection.countDocuments()).toBe(2)
+    await locker.close()
+    expect(a.locked).toBe(false)
+    expect(b.locked).toBe(false)
+    expect(await ctx.collection.countDocuments()).toBe(0)
+    expect(await a.free()).toBe(false)
+    const err = await locker.lock('c').catch((e) => e)
+    expect(err).toBeInstanceOf(MongoLocksError)
+    expect(err.message).toMatch(/LockManager is closed/)
+    await locker.close() // twice is fine
+  })
+
+  it('a process that closes its manager exits by itself at once, with its locks gone', async () => {
+    const run = await runNode(fixture, [ctx.name, 'close'], { timeoutMs: 20_000 })
+    expect(run.code, run.stderr).toBe(0)
+    expect(JSON.parse(run.stdout)).toEqual({ locked: [false, false, false] })
+    expect(await ctx.collection.countDocuments()).toBe(0)
+    expect(run.ms).toBeLessThan(15_000)
+  })
+
+  it('the background refresh alone does not keep a process alive (unlike one timer per lock)', async () => {
+    const run = await runNode(fixture, [ctx.name, 'leave'], { timeoutMs: 20_000 })
+    expect(run.code, run.stderr).toBe(0)
+    // Not freed: they stay until they expire, as a crash would leave them.
+    expect(await ctx.collection.countDocuments()).toBe(3)
+  })
+})

@@ -1,0 +1,97 @@
+// Shared by the test files: the server under test (MONGO_URL, set by
+// scripts/test.mjs to a throwaway FerretDB, or by you to any MongoDB), and a
+// fresh collection per test.
+import { MongoClient } from 'mongodb'
+import { beforeEach, afterEach } from 'vitest'
+import { spawn } from 'node:child_process'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createRequire } from 'node:module'
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const require = createRequire(import.meta.url)
+/** The package as `require('mongo-locks-native')` gives it. */
+export const lib = require('../index.js')
+
+export function mongoUrl() {
+  const url = process.env.MONGO_URL
+  if (!url) throw new Error('MONGO_URL is not set: run the suite with `npm test`, which starts FerretDB, or set MONGO_URL')
+  return url
+}
+
+let counter = 0
+/** A MongoClient and a collection no other test uses; `close()` drops it. */
+export async function freshCollection(prefix = 'locks') {
+  const client = await MongoClient.connect(mongoUrl())
+  const db = client.db('mongo-locks-native-test')
+  const name = `${prefix}-${process.pid}-${Date.now()}-${counter++}`
+  const collection = db.collection(name)
+  return {
+    client,
+    db,
+    collection,
+    name,
+    async close() {
+      await collection.drop().catch(() => {})
+      await client.close()
+    },
+  }
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** Polls `fn` until it returns truthy or `ms` pass; returns the last value. */
+export async function eventually(fn, ms = 10_000, step = 50) {
+  const deadline = Date.now() + ms
+  let last
+  while (Date.now() < deadline) {
+    last = await fn()
+    if (last) return last
+    await sleep(step)
+  }
+  return last
+}
+
+/** Runs `node file args…`, resolving to { code, signal, stdout, stderr, ms }. */
+export function runNode(file, args = [], { node = process.execPath, env = {}, timeoutMs = 60_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const started = Date.now()
+    const child = spawn(node, [file, ...args], {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => { stdout += d })
+    child.stderr.on('data', (d) => { stderr += d })
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`${path.basename(file)} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`))
+    }, timeoutMs)
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - started })
+    })
+  })
+}
+
+/** Node 24 from the `node` npm package (for `await using`). */
+export const node24 = path.join(root, 'node_modules', 'node', 'bin', 'node')
+
+/**
+ * Registers hooks giving each test a fresh collection and a LockManager on it:
+ * read `t.ctx` and `t.locker` inside the tests.
+ */
+export function useLocker(prefix = 'locks', options) {
+  const t = {}
+  beforeEach(async () => {
+    t.ctx = await freshCollection(prefix)
+    t.locker = new lib.LockManager(t.ctx.collection, options)
+  })
+  afterEach(async () => {
+    await t.locker.close()
+    await t.ctx.close()
+  })
+  return t
+}

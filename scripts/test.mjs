@@ -1,0 +1,46 @@
+// `npm test`: build the addon, start FerretDB (unless MONGO_URL is set), run
+// the vitest suite and `cargo test`, and stop the server whatever happens.
+import { spawn, spawnSync } from 'node:child_process'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { testServer } from './ferretdb.mjs'
+import { buildAddon } from './build.mjs'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+// Under `npm run`, node_modules/.bin comes first on PATH and its `node` is
+// the Node 24 of the `node` package; npm tells us the Node it runs on.
+const node = process.env.npm_node_execpath || process.execPath
+const extra = process.argv.slice(2)
+
+function step(label, cmd, args, env = {}) {
+  console.log(`\n▶ ${label}: ${[cmd, ...args].join(' ')}`)
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } })
+    child.on('exit', (code, signal) => resolve(code === 0 ? 0 : code ?? (signal ? 1 : 1)))
+    child.on('error', (e) => { console.error(e); resolve(1) })
+  })
+}
+
+const nodeVersion = spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim()
+
+let failed = 0
+if (!process.env.SKIP_BUILD) {
+  failed = buildAddon({ node })
+  if (failed) process.exit(failed)
+}
+
+const server = await testServer()
+console.log(`\n▶ MongoDB under test: ${server.external ? 'MONGO_URL' : 'FerretDB 1.24.2 (SQLite backend)'} at ${server.url.replace(/\/\/[^@/]*@/, '//****@')}`)
+const stopServer = () => server.stop()
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { await stopServer(); process.exit(130) })
+try {
+  const env = { MONGO_URL: server.url }
+  const vitest = path.join(root, 'node_modules', 'vitest', 'vitest.mjs')
+  const vitestCode = await step(`vitest on Node ${nodeVersion}`, node, [vitest, 'run', ...extra], env)
+  const cargoCode = extra.length ? 0 : await step('cargo test (Rust unit tests)', 'cargo', ['test', '--release', '--quiet'], env)
+  failed = vitestCode || cargoCode
+} finally {
+  await stopServer()
+}
+console.log(failed ? '\n✗ tests failed' : '\n✓ all tests passed')
+process.exit(failed)
