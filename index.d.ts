@@ -118,6 +118,17 @@ export declare class LockManager {
    * holds and closes its connections. Later `lock()` calls reject.
    */
   close(): Promise<void>
+  /**
+   * Counters since this manager was created: held now, acquired,
+   * contended, taken over, lost, refreshes, errors. Reads atomics only.
+   */
+  stats(): LockStats
+  /**
+   * One `ping` round trip to the server on this manager's own connection
+   * pool; resolves to the round-trip time in milliseconds. Useful for a
+   * readiness check.
+   */
+  ping(): Promise<number>
   /** How many locks this manager holds right now. */
   get held(): number
 }
@@ -128,6 +139,26 @@ export declare class LockManager {
  * (only when a logger is given).
  */
 export declare function acquireLock(locker: Locker, resource: LockKey, logger?: LockLogger | null): Promise<Lock | null>
+
+/** A snapshot of a manager's counters since it was created. */
+export interface LockStats {
+  /** Locks this manager holds now. */
+  held: number
+  /** `lock()` calls that returned a lock. */
+  acquired: number
+  /** `lock()` calls that resolved `null` because someone else held the key. */
+  contended: number
+  /** Acquisitions that first removed an expired lock (a crashed or stalled holder's). */
+  takenOver: number
+  /** Locks found gone (deleted, taken over) while this manager believed it held them. */
+  lost: number
+  /** Lock refreshes written, counting each lock once per refresh. */
+  refreshes: number
+  /** Update commands sent by the background refresh (one per batch of up to 1,000 locks). */
+  refreshCommands: number
+  /** Operations that failed with a server or driver error. */
+  errors: number
+}
 
 /**
  * Calls `locker.lock(resource)`. Resolves to the lock, or rejects with an

@@ -41,9 +41,9 @@ pub struct RawOptions {
 }
 
 /// The options `new LockManager(collection, options)` takes.
-pub const CONSTRUCTOR_OPTIONS: &[&str] = &["uri", "ttlMs", "refreshMs", "serverSelectionTimeoutMs"];
+pub const CONSTRUCTOR_OPTIONS: &[&str] = &["uri", "ttlMs", "refreshMs", "serverSelectionTimeoutMs", "logger"];
 /// The options `LockManager.connect(uri, options)` takes.
-pub const CONNECT_OPTIONS: &[&str] = &["database", "collection", "ttlMs", "refreshMs", "serverSelectionTimeoutMs"];
+pub const CONNECT_OPTIONS: &[&str] = &["database", "collection", "ttlMs", "refreshMs", "serverSelectionTimeoutMs", "logger"];
 
 /// Reads an options object, refusing unknown names and wrong types.
 pub fn read_options(value: Option<&Unknown>, allowed: &[&str]) -> LockResult<RawOptions> {
@@ -78,6 +78,7 @@ pub fn read_options(value: Option<&Unknown>, allowed: &[&str]) -> LockResult<Raw
       "ttlMs" => out.ttl_ms = Some(ms_option(&name, &item)?),
       "refreshMs" => out.refresh_ms = Some(ms_option(&name, &item)?),
       "serverSelectionTimeoutMs" => out.server_selection_timeout_ms = Some(ms_option(&name, &item)?),
+      "logger" => {} // a JS object, read by the manager (see logging.rs)
       _ => unreachable!("checked against the allowed list"),
     }
   }

@@ -64,11 +64,14 @@ pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
 
 /// Server-selection failures read as a wall of topology detail; say plainly
 /// that the server could not be reached.
-fn describe_driver_error(err: &mongodb::error::Error) -> String {
+pub fn describe_driver_error(err: &mongodb::error::Error) -> String {
   match err.kind.as_ref() {
     ErrorKind::ServerSelection { message, .. } => {
       format!("could not reach a MongoDB server ({message})")
     }
+    ErrorKind::Command(c) => format!("{} (code {} {})", c.message, c.code, c.code_name),
+    ErrorKind::Write(WriteFailure::WriteError(w)) => format!("{} (code {})", w.message, w.code),
+    ErrorKind::Write(WriteFailure::WriteConcernError(w)) => format!("{} (code {} {})", w.message, w.code, w.code_name),
     _ => err.to_string(),
   }
 }

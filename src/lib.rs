@@ -10,6 +10,8 @@
 //! - `clock`: expiry arithmetic
 //! - `helpers`: `acquireLock` / `requireLock`
 //! - `errors`: failures and the JS errors they become
+//! - `logging`: `tracing` events to the JS `logger` of their manager
+//! - `stats`: the counters of `locker.stats()`
 //! - `values`: reading and describing JS values
 
 mod clock;
@@ -18,8 +20,10 @@ mod errors;
 mod helpers;
 mod key;
 mod lock;
+mod logging;
 mod manager;
 mod refresh;
+mod stats;
 mod store;
 mod values;
 

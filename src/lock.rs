@@ -76,7 +76,7 @@ impl Lock {
   #[napi(ts_return_type = "Promise<boolean>")]
   pub fn free<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
     let (core, state) = (self.core.clone(), self.state.clone());
-    env.spawn_future_with_callback(async move { Ok(core.release(&state).await) }, |env, res| {
+    env.spawn_future_with_callback(async move { Ok(core.traced(core.release(&state)).await) }, |env, res| {
       res.map_err(|e| to_napi(env, &e))
     })
   }
@@ -86,7 +86,7 @@ impl Lock {
   #[napi(ts_return_type = "Promise<boolean>")]
   pub fn refresh<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
     let (core, state) = (self.core.clone(), self.state.clone());
-    env.spawn_future_with_callback(async move { Ok(core.refresh_one(&state).await) }, |env, res| {
+    env.spawn_future_with_callback(async move { Ok(core.traced(core.refresh_one(&state)).await) }, |env, res| {
       res.map_err(|e| to_napi(env, &e))
     })
   }

@@ -10,13 +10,16 @@ use napi::bindgen_prelude::*;
 use napi::ValueType;
 use napi_derive::napi;
 use tokio::sync::{watch, OnceCell};
+use tracing::Instrument;
 
 use crate::clock;
 use crate::config::{read_options, Config, RawOptions, CONNECT_OPTIONS, CONSTRUCTOR_OPTIONS, DEFAULT_COLLECTION};
 use crate::errors::{rejected, to_napi, LockError, LockResult};
 use crate::key::action_from_js;
 use crate::lock::{Lock, LockState};
+use crate::logging::{sink_from_js, LogRoute};
 use crate::refresh;
+use crate::stats::{LockStats, Stats};
 use crate::store::{Store, BATCH};
 use crate::values::describe;
 
@@ -27,21 +30,38 @@ pub struct Core {
   held: Mutex<HashMap<ObjectId, Arc<LockState>>>,
   closed: AtomicBool,
   stop: watch::Sender<bool>,
+  pub stats: Stats,
+  route: LogRoute,
 }
 
 impl Core {
-  fn start(config: Config) -> Arc<Core> {
+  fn start(config: Config, route: LogRoute) -> Arc<Core> {
     let (stop, stopped) = watch::channel(false);
     let period = config.refresh;
+    let span = route.span();
     let core = Arc::new(Core {
       config,
       store: OnceCell::new(),
       held: Mutex::new(HashMap::new()),
       closed: AtomicBool::new(false),
       stop,
+      stats: Stats::default(),
+      route,
     });
-    refresh::spawn(Arc::downgrade(&core), period, stopped);
+    refresh::spawn(Arc::downgrade(&core), period, stopped, span);
     core
+  }
+
+  /// Runs `fut` in this manager's span (so its log events reach its logger)
+  /// and counts a server failure.
+  pub async fn traced<T>(&self, fut: impl std::future::Future<Output = LockResult<T>>) -> LockResult<T> {
+    let res = fut.instrument(self.route.span()).await;
+    if let Err(LockError::Server { message, .. }) = &res {
+      Stats::bump(&self.stats.errors);
+      let _enter = self.route.span().entered();
+      tracing::error!(target: "mongo_locks_native", "{message}");
+    }
+    res
   }
 
   /// The connection, made on first use; a failed attempt is retried by the
@@ -62,11 +82,14 @@ impl Core {
     let mut acquired = store.insert(id, &action, ttl).await?;
     if !acquired && store.delete_expired(&action, clock::now()).await? {
       tracing::warn!(target: "mongo_locks_native", action = %action, "took over an expired lock");
+      Stats::bump(&self.stats.taken_over);
       acquired = store.insert(id, &action, ttl).await?;
     }
     if !acquired {
+      Stats::bump(&self.stats.contended);
       return Ok(None);
     }
+    Stats::bump(&self.stats.acquired);
     let state = Arc::new(LockState::new(id, action));
     self.held.lock().unwrap().insert(id, state.clone());
     if self.closed.load(Ordering::Acquire) {
@@ -95,6 +118,7 @@ impl Core {
       return Ok(false);
     }
     let matched = self.store().await?.refresh(&[state.id], self.config.ttl).await?;
+    Stats::add(&self.stats.refreshes, matched);
     if matched == 0 {
       self.mark_lost(state);
     }
@@ -111,6 +135,8 @@ impl Core {
     for batch in held.chunks(BATCH) {
       let ids: Vec<ObjectId> = batch.iter().map(|s| s.id).collect();
       let matched = store.refresh(&ids, self.config.ttl).await?;
+      Stats::bump(&self.stats.refresh_commands);
+      Stats::add(&self.stats.refreshes, matched);
       if (matched as usize) < ids.len() {
         let alive = store.existing(&ids).await?;
         for state in batch.iter().filter(|s| !alive.contains(&s.id)) {
@@ -124,6 +150,7 @@ impl Core {
   fn mark_lost(&self, state: &Arc<LockState>) {
     self.held.lock().unwrap().remove(&state.id);
     if state.unlock() {
+      Stats::bump(&self.stats.lost);
       tracing::error!(target: "mongo_locks_native", action = %state.action, "lock lost: its document is gone");
     }
   }
@@ -169,8 +196,9 @@ impl LockManager {
   /// creating the indexes happen in the background and `lock()` waits for them.
   #[napi(constructor, ts_args_type = "collection: MongoCollectionLike, options?: LockManagerOptions")]
   pub fn new(env: Env, collection: Unknown, options: Option<Unknown>) -> Result<Self> {
-    let config = (|| {
+    let setup = (|| {
       let raw = read_options(options.as_ref(), CONSTRUCTOR_OPTIONS)?;
+      let route = log_route(&env, options.as_ref())?;
       let (found_uri, database, name) = from_collection(&collection)?;
       let uri = match (raw.uri.clone(), found_uri) {
         (Some(uri), _) | (None, Some(uri)) => uri,
@@ -180,13 +208,15 @@ impl LockManager {
           ))
         }
       };
-      Config::build(uri, database, name, &raw)
+      Ok((Config::build(uri, database, name, &raw)?, route))
     })()
     .map_err(|e| to_napi(&env, &e))?;
-    let core = Core::start(config);
+    let core = Core::start(setup.0, setup.1);
     let warmup = core.clone();
     napi::bindgen_prelude::spawn(async move {
-      if let Err(e) = warmup.store().await {
+      let span = warmup.route.span();
+      if let Err(e) = warmup.store().instrument(span.clone()).await {
+        let _enter = span.entered();
         tracing::warn!(target: "mongo_locks_native", error = %e.message(), "connecting in the background failed; lock() will retry");
       }
     });
@@ -209,16 +239,17 @@ impl LockManager {
         LockError::invalid("mongo-locks-native: LockManager.connect needs options.database (the database name)")
       })?;
       let collection = raw.collection.clone().unwrap_or_else(|| DEFAULT_COLLECTION.to_string());
-      Config::build(uri, database, collection, &raw)
+      let route = log_route(env, options.as_ref())?;
+      Ok((Config::build(uri, database, collection, &raw)?, route))
     })();
-    let config = match config {
+    let (config, route) = match config {
       Ok(c) => c,
       Err(e) => return rejected(env, &e),
     };
-    let core = Core::start(config);
+    let core = Core::start(config, route);
     env.spawn_future_with_callback(
       async move {
-        let ready = core.store().await.map(|_| ());
+        let ready = core.traced(async { core.store().await.map(|_| ()) }).await;
         if ready.is_err() {
           let _ = core.close().await;
         }
@@ -243,7 +274,7 @@ impl LockManager {
     let core = self.core.clone();
     env.spawn_future_with_callback(
       async move {
-        let res = core.acquire(action).await;
+        let res = core.traced(core.acquire(action)).await;
         Ok((res, core))
       },
       |env, (res, core)| match res {
@@ -259,9 +290,38 @@ impl LockManager {
   #[napi(ts_return_type = "Promise<void>")]
   pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
     let core = self.core.clone();
-    env.spawn_future_with_callback(async move { Ok(core.close().await) }, |env, res| {
+    env.spawn_future_with_callback(async move { Ok(core.traced(core.close()).await) }, |env, res| {
       res.map_err(|e| to_napi(env, &e))
     })
+  }
+
+  /// Counters since this manager was created: held now, acquired,
+  /// contended, taken over, lost, refreshes, errors. Reads atomics only.
+  #[napi]
+  pub fn stats(&self) -> LockStats {
+    self.core.stats.snapshot(self.core.held.lock().unwrap().len())
+  }
+
+  /// One `ping` round trip to the server on this manager's own connection
+  /// pool; resolves to the round-trip time in milliseconds. Useful for a
+  /// readiness check.
+  #[napi(ts_return_type = "Promise<number>")]
+  pub fn ping<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, f64>> {
+    let core = self.core.clone();
+    env.spawn_future_with_callback(
+      async move {
+        let res = core
+          .traced(async {
+            let store = core.store().await?;
+            let started = std::time::Instant::now();
+            store.ping().await?;
+            Ok(started.elapsed().as_secs_f64() * 1000.0)
+          })
+          .await;
+        Ok(res)
+      },
+      |env, res| res.map_err(|e| to_napi(env, &e)),
+    )
   }
 
   /// How many locks this manager holds right now.
@@ -269,6 +329,20 @@ impl LockManager {
   pub fn held(&self) -> u32 {
     self.core.held.lock().unwrap().len() as u32
   }
+}
+
+/// The manager's log routing, with `options.logger` when one is given.
+fn log_route(env: &Env, options: Option<&Unknown>) -> LockResult<LogRoute> {
+  let logger = options
+    .filter(|o| o.get_type().ok() == Some(ValueType::Object))
+    .and_then(|o| o.coerce_to_object().ok())
+    .and_then(|o| o.get_named_property::<Unknown>("logger").ok())
+    .filter(|l| !matches!(l.get_type(), Ok(ValueType::Undefined) | Ok(ValueType::Null)));
+  let sink = match logger {
+    Some(l) => Some(sink_from_js(env, &l)?),
+    None => None,
+  };
+  Ok(LogRoute::new(sink))
 }
 
 /// Reads `(connection string, database, collection)` from a Node driver

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tracing::Instrument;
 
 use crate::manager::Core;
 
 /// Runs until `stop` changes or the manager is dropped. Holds only a weak
 /// reference, so a manager that JS has let go of is not kept alive by it.
-pub fn spawn(core: Weak<Core>, period: Duration, mut stop: watch::Receiver<bool>) {
+pub fn spawn(core: Weak<Core>, period: Duration, mut stop: watch::Receiver<bool>, span: tracing::Span) {
   napi::bindgen_prelude::spawn(async move {
     let mut ticker = interval_at(Instant::now() + period, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -24,9 +25,8 @@ pub fn spawn(core: Weak<Core>, period: Duration, mut stop: watch::Receiver<bool>
         _ = stop.changed() => break,
       }
       let Some(core) = core.upgrade() else { break };
-      if let Err(e) = core.refresh_all().await {
-        tracing::error!(target: "mongo_locks_native", error = %e.message(), "background refresh failed");
-      }
+      // traced() logs and counts a failure; the next tick tries again.
+      let _ = core.traced(core.refresh_all()).await;
     }
-  });
+  }.instrument(span));
 }

@@ -5,7 +5,6 @@
 //! `mongo-locks` 3.x, so both libraries can share one collection.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
@@ -20,9 +19,6 @@ use crate::errors::{is_duplicate_key, server_code, LockError, LockResult};
 
 /// Refresh and existence checks go to the server in batches of this many ids.
 pub const BATCH: usize = 1000;
-
-/// TTL-index refusals are logged once per process, not once per manager.
-static TTL_WARNED: AtomicBool = AtomicBool::new(false);
 
 pub struct Store {
   client: Client,
@@ -73,15 +69,14 @@ impl Store {
       .options(IndexOptions::builder().expire_after(Duration::from_secs(0)).build())
       .build();
     if let Err(e) = self.locks.create_index(ttl).await {
+      // Each manager connects once, so this warns once per manager.
       if refuses_ttl(&e) {
-        if !TTL_WARNED.swap(true, Ordering::Relaxed) {
-          tracing::warn!(
-            target: "mongo_locks_native",
-            error = %e,
-            "the server refused the TTL index on expiresAt; expired locks are still taken over by lock(), \
-             but abandoned lock documents stay in the collection"
-          );
-        }
+        tracing::warn!(
+          target: "mongo_locks_native",
+          error = %crate::errors::describe_driver_error(&e),
+          "the server refused the TTL index on expiresAt; expired locks are still taken over by lock(), \
+           but abandoned lock documents stay in the collection"
+        );
       } else {
         return Err(LockError::server("creating the TTL index on expiresAt", &e));
       }
@@ -160,6 +155,17 @@ impl Store {
       .await
       .map_err(|e| LockError::server("freeing locks", &e))?;
     Ok(res.deleted_count)
+  }
+
+  /// One `ping` round trip.
+  pub async fn ping(&self) -> LockResult<()> {
+    self
+      .client
+      .database(self.locks.namespace().db.as_str())
+      .run_command(doc! { "ping": 1 })
+      .await
+      .map_err(|e| LockError::server("ping", &e))?;
+    Ok(())
   }
 
   /// Closes the connection pool.
