@@ -30,6 +30,39 @@ export interface LockManagerOptions {
   refreshMs?: number
   /** How long an operation waits for a reachable server before rejecting, in ms (default: the URI's, else 30000). */
   serverSelectionTimeoutMs?: number
+  /**
+   * Write concern of lock writes: `'auto'` (default: majority on replica sets and sharded
+   * clusters, the server default on a standalone), `'majority'`, or `'default'`.
+   */
+  writeConcern?: 'auto' | 'majority' | 'default'
+  /** A pino-style logger (`debug`/`info`/`warn`/`error`), called as `logger[level](fields, message)`. Silent without one. */
+  logger?: LockLoggerLike
+}
+
+/** Any of pino's level methods; `console` works too. */
+export interface LockLoggerLike {
+  debug?(fields: Record<string, string>, message: string): unknown
+  info?(fields: Record<string, string>, message: string): unknown
+  warn?(fields: Record<string, string>, message: string): unknown
+  error?(fields: Record<string, string>, message: string): unknown
+}
+
+/** Options of `lock(key, options)` and `lockAll(keys, options)`. Unknown names are refused. */
+export interface LockOptions {
+  /**
+   * Keep trying this long (ms) before resolving `null`: jittered exponential backoff
+   * between attempts (5 ms doubling to 250 ms), and at once when a holder in this
+   * process frees the key. Without it, one attempt.
+   */
+  waitMs?: number
+  /** Aborting it rejects the pending call with `signal.reason`. */
+  signal?: AbortSignal
+  /** Called with a `LockLostError` if the lock is lost (see `Lock.signal`). */
+  onLost?: (error: LockLostError) => void
+  /** Stop refreshing after this long (ms), so the lock expires one ttl later and its `signal` aborts. */
+  maxHoldMs?: number
+  /** Take a fencing token (`lock.fencingToken`); costs two extra round trips. */
+  fencing?: boolean
 }
 
 /** Options of `LockManager.connect(uri, options)`. */
@@ -45,6 +78,21 @@ export declare class MongoLocksError extends Error {
   constructor(message: string, code?: number | null)
   readonly name: 'MongoLocksError'
   readonly code?: number
+}
+
+/** A lock this process held is gone; what `lock.signal` aborts with and `onLost` receives. */
+export declare class LockLostError extends Error {
+  constructor(message: string)
+  readonly name: 'LockLostError'
+}
+
+export interface LockManager {
+  /**
+   * Runs `fn(lock, lock.signal)` while holding the lock on `key` and frees it afterwards.
+   * Rejects with `Error('Failed to acquire lock for …')` when the lock cannot be had;
+   * keeps `fn`'s error rather than masking it with a failure to free.
+   */
+  withLock<T>(key: LockKey, fn: (lock: Lock, signal: AbortSignal) => T | Promise<T>, options?: LockOptions): Promise<T>
 }
 
 export interface Lock {
@@ -68,10 +116,24 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  */
 export declare class Lock {
   /**
-   * True while this process holds the lock: false after `free()`, or once a
-   * refresh finds the lock document gone.
+   * True while this process holds the lock: false after `free()`, after
+   * `close()`, or once the lock is lost (its document gone, or its expiry
+   * passed without a successful refresh). Turns false when `signal` aborts.
    */
   get locked(): boolean
+  /**
+   * Aborts with a `LockLostError` when the lock is lost: a refresh found
+   * its document gone or owned by someone else, or its expiry passed
+   * without a successful refresh (server unreachable, or `maxHoldMs`
+   * reached). Never aborts for a lock that was freed normally.
+   */
+  get signal(): AbortSignal
+  /**
+   * The fencing token, when the lock was taken with `{ fencing: true }`:
+   * strictly increasing per key across every holder in every process.
+   * Pass it to the storage you write to and have it refuse older tokens.
+   */
+  get fencingToken(): bigint | null
   /**
    * The stored key: the key given to `lock()`, with arrays wrapped as
    * `{ _key_array: key }` exactly as `mongo-locks` stores them.
@@ -81,7 +143,8 @@ export declare class Lock {
   get id(): string
   /**
    * Releases the lock. Resolves `true` if this call deleted the lock
-   * document, `false` if the lock was already freed or lost.
+   * document; `false` if the lock was already freed or lost (a lost lock's
+   * `free()` deletes only our own document, never a new holder's).
    */
   free(): Promise<boolean>
   /**
@@ -108,11 +171,20 @@ export declare class LockManager {
   /** Connects to `uri` and resolves to a ready manager once the indexes exist. */
   static connect(uri: string, options: ConnectOptions): Promise<LockManager>
   /**
-   * Tries once to take the lock on `key`. Resolves to a `Lock`, or `null`
-   * when someone else holds it; rejects with a `MongoLocksError` when the
-   * server fails, and with a `TypeError` (writing nothing) on a bad key.
+   * Takes the lock on `key`. Resolves to a `Lock`, or `null` when someone
+   * else holds it (after `options.waitMs`, if given). Rejects with a
+   * `MongoLocksError` when the server fails, with the signal's reason when
+   * `options.signal` aborts the wait, and with a `TypeError` (writing
+   * nothing) on a bad key or option.
    */
-  lock(key: LockKey): Promise<Lock | null>
+  lock(key: LockKey, options?: LockOptions): Promise<Lock | null>
+  /**
+   * Takes the locks on all `keys`, all or nothing: in one fixed order
+   * (sorted, so two callers never deadlock), and if one cannot be had
+   * (within `options.waitMs`, one budget for the set) frees those taken
+   * and resolves `null`. Resolves to the locks in the order of `keys`.
+   */
+  lockAll(keys: readonly LockKey[], options?: LockOptions): Promise<Lock[] | null>
   /**
    * Stops the background refresh, frees the locks this manager still
    * holds and closes its connections. Later `lock()` calls reject.
@@ -131,6 +203,19 @@ export declare class LockManager {
   ping(): Promise<number>
   /** How many locks this manager holds right now. */
   get held(): number
+  /**
+   * The write concern lock writes use once connected: `"majority"` (a
+   * replica set or sharded cluster, or `writeConcern: "majority"`) or
+   * `"default"` (the server's or the connection string's); `null` before
+   * the first connection.
+   */
+  get writeConcern(): 'majority' | 'default' | null
+  /**
+   * The estimated offset of the server's clock from this machine's, in
+   * ms (server minus local), from the last `hello`. Expiry decisions use
+   * the server's time.
+   */
+  get serverClockOffsetMs(): number
 }
 
 /**

@@ -12,9 +12,40 @@ class MongoLocksError extends Error {
     if (code !== undefined && code !== null) this.code = code
   }
 }
-native.registerErrorClass(MongoLocksError)
+/** A lock this process held is gone: the reason `lock.signal` aborts with. */
+class LockLostError extends Error {
+  constructor(message) {
+    super(message)
+    this.name = 'LockLostError'
+  }
+}
+native.registerErrorClasses(MongoLocksError, LockLostError)
 
 const { LockManager, Lock, acquireLock, requireLock } = native
+
+/**
+ * Runs `fn(lock, lock.signal)` while holding the lock on `key`, and frees
+ * it afterwards. Rejects like requireLock when the lock cannot be had. An
+ * error of `fn` is kept, never masked by a failure to free; a failure to
+ * free after `fn` succeeded does not turn that success into an error (the
+ * lock then expires after its ttl).
+ */
+LockManager.prototype.withLock = async function withLock(key, fn, options) {
+  if (typeof fn !== 'function') {
+    throw new TypeError(`mongo-locks-native: withLock(key, fn) needs a function, got ${typeof fn}`)
+  }
+  const lock = await this.lock(key, options)
+  if (!lock) throw new Error(`Failed to acquire lock for ${String(key)}`)
+  let result
+  try {
+    result = await fn(lock, lock.signal)
+  } catch (err) {
+    await lock.free().catch(() => {})
+    throw err
+  }
+  await lock.free().catch(() => {})
+  return result
+}
 
 Lock.prototype[Symbol.asyncDispose] = function asyncDispose() {
   return this.free()
@@ -25,4 +56,4 @@ Lock.prototype[Symbol.dispose] = function dispose() {
   this.free().catch(() => {})
 }
 
-module.exports = { LockManager, Lock, MongoLocksError, acquireLock, requireLock }
+module.exports = { LockManager, Lock, MongoLocksError, LockLostError, acquireLock, requireLock }

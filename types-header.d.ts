@@ -30,6 +30,39 @@ export interface LockManagerOptions {
   refreshMs?: number
   /** How long an operation waits for a reachable server before rejecting, in ms (default: the URI's, else 30000). */
   serverSelectionTimeoutMs?: number
+  /**
+   * Write concern of lock writes: `'auto'` (default: majority on replica sets and sharded
+   * clusters, the server default on a standalone), `'majority'`, or `'default'`.
+   */
+  writeConcern?: 'auto' | 'majority' | 'default'
+  /** A pino-style logger (`debug`/`info`/`warn`/`error`), called as `logger[level](fields, message)`. Silent without one. */
+  logger?: LockLoggerLike
+}
+
+/** Any of pino's level methods; `console` works too. */
+export interface LockLoggerLike {
+  debug?(fields: Record<string, string>, message: string): unknown
+  info?(fields: Record<string, string>, message: string): unknown
+  warn?(fields: Record<string, string>, message: string): unknown
+  error?(fields: Record<string, string>, message: string): unknown
+}
+
+/** Options of `lock(key, options)` and `lockAll(keys, options)`. Unknown names are refused. */
+export interface LockOptions {
+  /**
+   * Keep trying this long (ms) before resolving `null`: jittered exponential backoff
+   * between attempts (5 ms doubling to 250 ms), and at once when a holder in this
+   * process frees the key. Without it, one attempt.
+   */
+  waitMs?: number
+  /** Aborting it rejects the pending call with `signal.reason`. */
+  signal?: AbortSignal
+  /** Called with a `LockLostError` if the lock is lost (see `Lock.signal`). */
+  onLost?: (error: LockLostError) => void
+  /** Stop refreshing after this long (ms), so the lock expires one ttl later and its `signal` aborts. */
+  maxHoldMs?: number
+  /** Take a fencing token (`lock.fencingToken`); costs two extra round trips. */
+  fencing?: boolean
 }
 
 /** Options of `LockManager.connect(uri, options)`. */
@@ -45,6 +78,21 @@ export declare class MongoLocksError extends Error {
   constructor(message: string, code?: number | null)
   readonly name: 'MongoLocksError'
   readonly code?: number
+}
+
+/** A lock this process held is gone; what `lock.signal` aborts with and `onLost` receives. */
+export declare class LockLostError extends Error {
+  constructor(message: string)
+  readonly name: 'LockLostError'
+}
+
+export interface LockManager {
+  /**
+   * Runs `fn(lock, lock.signal)` while holding the lock on `key` and frees it afterwards.
+   * Rejects with `Error('Failed to acquire lock for …')` when the lock cannot be had;
+   * keeps `fn`'s error rather than masking it with a failure to free.
+   */
+  withLock<T>(key: LockKey, fn: (lock: Lock, signal: AbortSignal) => T | Promise<T>, options?: LockOptions): Promise<T>
 }
 
 export interface Lock {

@@ -27,6 +27,19 @@ pub struct Config {
   /// How long an operation waits for a reachable server; `None` keeps the
   /// URI's `serverSelectionTimeoutMS` or the driver's 30 s.
   pub server_selection_timeout: Option<Duration>,
+  pub write_concern: WriteConcernChoice,
+}
+
+/// Which write concern lock writes use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WriteConcernChoice {
+  /// `majority` on replica sets and sharded clusters, the server's default
+  /// on a standalone server (where majority means the one server anyway).
+  Auto,
+  /// Always `w: "majority"`.
+  Majority,
+  /// Whatever the connection string or the server default says.
+  Default,
 }
 
 /// Options as read from JS, before defaults.
@@ -38,28 +51,20 @@ pub struct RawOptions {
   pub ttl_ms: Option<u64>,
   pub refresh_ms: Option<u64>,
   pub server_selection_timeout_ms: Option<u64>,
+  pub write_concern: Option<WriteConcernChoice>,
 }
 
 /// The options `new LockManager(collection, options)` takes.
-pub const CONSTRUCTOR_OPTIONS: &[&str] = &["uri", "ttlMs", "refreshMs", "serverSelectionTimeoutMs", "logger"];
+pub const CONSTRUCTOR_OPTIONS: &[&str] =
+  &["uri", "ttlMs", "refreshMs", "serverSelectionTimeoutMs", "writeConcern", "logger"];
 /// The options `LockManager.connect(uri, options)` takes.
-pub const CONNECT_OPTIONS: &[&str] = &["database", "collection", "ttlMs", "refreshMs", "serverSelectionTimeoutMs", "logger"];
+pub const CONNECT_OPTIONS: &[&str] =
+  &["database", "collection", "ttlMs", "refreshMs", "serverSelectionTimeoutMs", "writeConcern", "logger"];
 
 /// Reads an options object, refusing unknown names and wrong types.
 pub fn read_options(value: Option<&Unknown>, allowed: &[&str]) -> LockResult<RawOptions> {
   let mut out = RawOptions::default();
-  let Some(value) = value else { return Ok(out) };
-  match value.get_type() {
-    Ok(ValueType::Undefined) | Ok(ValueType::Null) => return Ok(out),
-    Ok(ValueType::Object) if !value.is_array().unwrap_or(false) => {}
-    _ => {
-      return Err(LockError::invalid(format!(
-        "mongo-locks-native: options must be an object, got {}",
-        describe(value)
-      )))
-    }
-  }
-  let obj: Object = unsafe { value.cast() }.map_err(|e| LockError::invalid(e.reason))?;
+  let Some(obj) = options_object(value)? else { return Ok(out) };
   for name in Object::keys(&obj).map_err(|e| LockError::invalid(e.reason))? {
     if !allowed.contains(&name.as_str()) {
       return Err(LockError::invalid(format!(
@@ -78,11 +83,25 @@ pub fn read_options(value: Option<&Unknown>, allowed: &[&str]) -> LockResult<Raw
       "ttlMs" => out.ttl_ms = Some(ms_option(&name, &item)?),
       "refreshMs" => out.refresh_ms = Some(ms_option(&name, &item)?),
       "serverSelectionTimeoutMs" => out.server_selection_timeout_ms = Some(ms_option(&name, &item)?),
+      "writeConcern" => out.write_concern = Some(write_concern_option(&item)?),
       "logger" => {} // a JS object, read by the manager (see logging.rs)
       _ => unreachable!("checked against the allowed list"),
     }
   }
   Ok(out)
+}
+
+fn write_concern_option(value: &Unknown) -> LockResult<WriteConcernChoice> {
+  let s = if value.get_type().ok() == Some(ValueType::String) { unsafe { value.cast::<String>() }.ok() } else { None };
+  match s.as_deref() {
+    Some("auto") => Ok(WriteConcernChoice::Auto),
+    Some("majority") => Ok(WriteConcernChoice::Majority),
+    Some("default") => Ok(WriteConcernChoice::Default),
+    _ => Err(LockError::invalid(format!(
+      "mongo-locks-native: options.writeConcern must be \"auto\", \"majority\" or \"default\", got {}",
+      describe(value)
+    ))),
+  }
 }
 
 fn string_option(name: &str, value: &Unknown) -> LockResult<String> {
@@ -114,6 +133,88 @@ fn ms_option(name: &str, value: &Unknown) -> LockResult<u64> {
   }
   let n: f64 = unsafe { value.cast() }.map_err(|_| bad())?;
   checked_ms(n).ok_or_else(bad)
+}
+
+/// What one `lock()` call asks for, besides the key.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct LockRequest {
+  /// Keep trying this long; `None`: one attempt.
+  pub wait: Option<Duration>,
+  /// Stop refreshing after this long, letting the lock expire.
+  pub max_hold: Option<Duration>,
+  /// Hand out a fencing token with the lock.
+  pub fencing: bool,
+}
+
+/// The options `lock(key, options)` takes; `signal` and `onLost` are JS
+/// objects, read by the manager.
+pub const LOCK_OPTIONS: &[&str] = &["waitMs", "signal", "onLost", "maxHoldMs", "fencing"];
+
+/// Reads the plain-value options of `lock(key, options)`.
+pub fn read_lock_options(value: Option<&Unknown>) -> LockResult<LockRequest> {
+  let mut out = LockRequest::default();
+  let Some(obj) = options_object(value)? else { return Ok(out) };
+  for name in Object::keys(&obj).map_err(|e| LockError::invalid(e.reason))? {
+    if !LOCK_OPTIONS.contains(&name.as_str()) {
+      return Err(LockError::invalid(format!(
+        "mongo-locks-native: unknown lock option {name:?}; expected one of {}",
+        LOCK_OPTIONS.join(", ")
+      )));
+    }
+    let item: Unknown = obj.get_named_property(&name).map_err(|e| LockError::invalid(e.reason))?;
+    if matches!(item.get_type(), Ok(ValueType::Undefined)) {
+      continue;
+    }
+    match name.as_str() {
+      // 0 is allowed for waitMs: one attempt, like no waitMs.
+      "waitMs" => out.wait = Some(Duration::from_millis(wait_option(&item)?)),
+      "maxHoldMs" => out.max_hold = Some(Duration::from_millis(ms_option(&name, &item)?)),
+      "fencing" => {
+        if item.get_type().ok() != Some(ValueType::Boolean) {
+          return Err(LockError::invalid(format!(
+            "mongo-locks-native: options.fencing must be true or false, got {}",
+            describe(&item)
+          )));
+        }
+        out.fencing = unsafe { item.cast::<bool>() }.unwrap_or(false);
+      }
+      _ => {} // signal, onLost: checked by the manager
+    }
+  }
+  Ok(out)
+}
+
+fn wait_option(value: &Unknown) -> LockResult<u64> {
+  let bad = || {
+    LockError::invalid(format!(
+      "mongo-locks-native: options.waitMs must be a whole number of milliseconds from 0 to 2147483647, got {}",
+      describe(value)
+    ))
+  };
+  if value.get_type().map_err(|_| bad())? != ValueType::Number {
+    return Err(bad());
+  }
+  let n: f64 = unsafe { value.cast() }.map_err(|_| bad())?;
+  if n == 0.0 {
+    return Ok(0);
+  }
+  checked_ms(n).ok_or_else(bad)
+}
+
+/// `value` as an options object: `None` for undefined/null, a TypeError
+/// for anything but a plain object.
+pub fn options_object<'env>(value: Option<&Unknown<'env>>) -> LockResult<Option<Object<'env>>> {
+  let Some(value) = value else { return Ok(None) };
+  match value.get_type() {
+    Ok(ValueType::Undefined) | Ok(ValueType::Null) => Ok(None),
+    Ok(ValueType::Object) if !value.is_array().unwrap_or(false) => {
+      Ok(Some(unsafe { value.cast() }.map_err(|e| LockError::invalid(e.reason))?))
+    }
+    _ => Err(LockError::invalid(format!(
+      "mongo-locks-native: options must be an object, got {}",
+      describe(value)
+    ))),
+  }
 }
 
 /// A whole, positive number of milliseconds that fits a JS timer.
@@ -181,6 +282,7 @@ impl Config {
       ttl: Duration::from_millis(ttl_ms),
       refresh: Duration::from_millis(refresh_ms),
       server_selection_timeout: raw.server_selection_timeout_ms.map(Duration::from_millis),
+      write_concern: raw.write_concern.unwrap_or(WriteConcernChoice::Auto),
     })
   }
 }

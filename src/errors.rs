@@ -21,6 +21,8 @@ pub enum LockError {
   Server { message: String, code: Option<i32> },
   /// The manager was closed before or during the call.
   Closed,
+  /// The caller's AbortSignal fired while waiting: rejects with its reason.
+  Aborted,
 }
 
 pub type LockResult<T> = std::result::Result<T, LockError>;
@@ -43,6 +45,7 @@ impl LockError {
       LockError::Invalid(m) => m.clone(),
       LockError::Server { message, .. } => message.clone(),
       LockError::Closed => "mongo-locks-native: this LockManager is closed".to_string(),
+      LockError::Aborted => "mongo-locks-native: the wait was aborted".to_string(),
     }
   }
 }
@@ -76,19 +79,54 @@ pub fn describe_driver_error(err: &mongodb::error::Error) -> String {
   }
 }
 
+type ErrorClass = FunctionRef<FnArgs<(String, Option<i32>)>, Unknown<'static>>;
+
 thread_local! {
   // One registration per JS thread (main thread or worker), made by index.js.
-  static MONGO_LOCKS_ERROR: RefCell<Option<FunctionRef<FnArgs<(String, Option<i32>)>, Unknown<'static>>>> =
-    const { RefCell::new(None) };
+  static MONGO_LOCKS_ERROR: RefCell<Option<ErrorClass>> = const { RefCell::new(None) };
+  static LOCK_LOST_ERROR: RefCell<Option<ErrorClass>> = const { RefCell::new(None) };
 }
 
-/// Registers the JS class used for server failures. Called once by index.js.
+/// Registers the JS classes for server failures and lost locks. Called
+/// once by index.js.
 #[napi(skip_typescript)]
 #[cfg_attr(test, allow(dead_code))]
-pub fn register_error_class(mongo_locks_error: Function<FnArgs<(String, Option<i32>)>, Unknown<'static>>) -> Result<()> {
-  let reference = mongo_locks_error.create_ref()?;
-  MONGO_LOCKS_ERROR.with(|slot| *slot.borrow_mut() = Some(reference));
+pub fn register_error_classes(
+  mongo_locks_error: Function<FnArgs<(String, Option<i32>)>, Unknown<'static>>,
+  lock_lost_error: Function<FnArgs<(String, Option<i32>)>, Unknown<'static>>,
+) -> Result<()> {
+  let (a, b) = (mongo_locks_error.create_ref()?, lock_lost_error.create_ref()?);
+  MONGO_LOCKS_ERROR.with(|slot| *slot.borrow_mut() = Some(a));
+  LOCK_LOST_ERROR.with(|slot| *slot.borrow_mut() = Some(b));
   Ok(())
+}
+
+/// An instance of a registered class, or a plain Error if index.js did not
+/// register one (the bare binding loaded on its own).
+fn instance<'env>(
+  env: &'env Env,
+  class: &'static std::thread::LocalKey<RefCell<Option<ErrorClass>>>,
+  message: String,
+  code: Option<i32>,
+) -> Result<Unknown<'env>> {
+  let registered = class.with(|slot| {
+    slot
+      .borrow()
+      .as_ref()
+      .map(|r| r.borrow_back(env).and_then(|f| f.new_instance(FnArgs::from((message.clone(), code)))))
+  });
+  match registered {
+    Some(instance) => instance,
+    None => {
+      let ctor: Function<String, Unknown> = env.get_global()?.get_named_property("Error")?;
+      ctor.new_instance(message)
+    }
+  }
+}
+
+/// A `LockLostError` carrying `message`.
+pub fn lock_lost_error<'env>(env: &'env Env, message: String) -> Result<Unknown<'env>> {
+  instance(env, &LOCK_LOST_ERROR, message, None)
 }
 
 /// Builds the JS error object for `err` (on the JS thread).
@@ -98,25 +136,8 @@ pub fn js_error<'env>(env: &'env Env, err: &LockError) -> Result<Unknown<'env>> 
       let ctor: Function<String, Unknown> = env.get_global()?.get_named_property("TypeError")?;
       ctor.new_instance(message.clone())
     }
-    LockError::Server { .. } | LockError::Closed => {
-      let code = match err {
-        LockError::Server { code, .. } => *code,
-        _ => None,
-      };
-      let registered = MONGO_LOCKS_ERROR.with(|slot| {
-        slot
-          .borrow()
-          .as_ref()
-          .map(|r| r.borrow_back(env).and_then(|f| f.new_instance(FnArgs::from((err.message(), code)))))
-      });
-      match registered {
-        Some(instance) => instance,
-        None => {
-          let ctor: Function<String, Unknown> = env.get_global()?.get_named_property("Error")?;
-          ctor.new_instance(err.message())
-        }
-      }
-    }
+    LockError::Server { code, .. } => instance(env, &MONGO_LOCKS_ERROR, err.message(), *code),
+    LockError::Closed | LockError::Aborted => instance(env, &MONGO_LOCKS_ERROR, err.message(), None),
   }
 }
 

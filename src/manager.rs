@@ -1,183 +1,26 @@
-//! The lock manager: one per collection, holding the connection, the
-//! registry of locks this process holds, and the background refresh.
+//! `LockManager`, the class JavaScript uses: it reads and checks arguments
+//! on the JS thread, hands the work to the `Core`, and turns results into
+//! `Lock` objects or the right JS errors.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use mongodb::bson::{oid::ObjectId, Bson};
 use napi::bindgen_prelude::*;
 use napi::ValueType;
 use napi_derive::napi;
-use tokio::sync::{watch, OnceCell};
 use tracing::Instrument;
 
-use crate::clock;
-use crate::config::{read_options, Config, RawOptions, CONNECT_OPTIONS, CONSTRUCTOR_OPTIONS, DEFAULT_COLLECTION};
+use crate::config::{
+  options_object, read_lock_options, read_options, Config, LockRequest, RawOptions, CONNECT_OPTIONS,
+  CONSTRUCTOR_OPTIONS, DEFAULT_COLLECTION,
+};
+use crate::core::Core;
 use crate::errors::{rejected, to_napi, LockError, LockResult};
 use crate::key::action_from_js;
-use crate::lock::{Lock, LockState};
+use crate::lock::Lock;
 use crate::logging::{sink_from_js, LogRoute};
-use crate::refresh;
-use crate::stats::{LockStats, Stats};
-use crate::store::{Store, BATCH};
+use crate::signals::{self, Cancel, Incoming, SignalHook};
+use crate::stats::LockStats;
 use crate::values::describe;
-
-/// The shared core of a manager; every `Lock` keeps it alive.
-pub struct Core {
-  config: Config,
-  store: OnceCell<Store>,
-  held: Mutex<HashMap<ObjectId, Arc<LockState>>>,
-  closed: AtomicBool,
-  stop: watch::Sender<bool>,
-  pub stats: Stats,
-  route: LogRoute,
-}
-
-impl Core {
-  fn start(config: Config, route: LogRoute) -> Arc<Core> {
-    let (stop, stopped) = watch::channel(false);
-    let period = config.refresh;
-    let span = route.span();
-    let core = Arc::new(Core {
-      config,
-      store: OnceCell::new(),
-      held: Mutex::new(HashMap::new()),
-      closed: AtomicBool::new(false),
-      stop,
-      stats: Stats::default(),
-      route,
-    });
-    refresh::spawn(Arc::downgrade(&core), period, stopped, span);
-    core
-  }
-
-  /// Runs `fut` in this manager's span (so its log events reach its logger)
-  /// and counts a server failure.
-  pub async fn traced<T>(&self, fut: impl std::future::Future<Output = LockResult<T>>) -> LockResult<T> {
-    let res = fut.instrument(self.route.span()).await;
-    if let Err(LockError::Server { message, .. }) = &res {
-      Stats::bump(&self.stats.errors);
-      let _enter = self.route.span().entered();
-      tracing::error!(target: "mongo_locks_native", "{message}");
-    }
-    res
-  }
-
-  /// The connection, made on first use; a failed attempt is retried by the
-  /// next call rather than remembered, so a server that comes up late works.
-  async fn store(&self) -> LockResult<&Store> {
-    if self.closed.load(Ordering::Acquire) {
-      return Err(LockError::Closed);
-    }
-    self.store.get_or_try_init(|| Store::connect(&self.config)).await
-  }
-
-  /// One attempt to take `action`: insert; if held, take it over only if it
-  /// expired (conditional delete, then insert again); else `None`.
-  pub async fn acquire(self: &Arc<Self>, action: Bson) -> LockResult<Option<Arc<LockState>>> {
-    let store = self.store().await?;
-    let id = ObjectId::new();
-    let ttl = self.config.ttl;
-    let mut acquired = store.insert(id, &action, ttl).await?;
-    if !acquired && store.delete_expired(&action, clock::now()).await? {
-      tracing::warn!(target: "mongo_locks_native", action = %action, "took over an expired lock");
-      Stats::bump(&self.stats.taken_over);
-      acquired = store.insert(id, &action, ttl).await?;
-    }
-    if !acquired {
-      Stats::bump(&self.stats.contended);
-      return Ok(None);
-    }
-    Stats::bump(&self.stats.acquired);
-    let state = Arc::new(LockState::new(id, action));
-    self.held.lock().unwrap().insert(id, state.clone());
-    if self.closed.load(Ordering::Acquire) {
-      // close() ran while we inserted: do not leave a lock behind it.
-      self.held.lock().unwrap().remove(&id);
-      state.unlock();
-      store.delete(&[id]).await?;
-      return Err(LockError::Closed);
-    }
-    tracing::debug!(target: "mongo_locks_native", action = %state.action, id = %id, "acquired");
-    Ok(Some(state))
-  }
-
-  pub async fn release(&self, state: &Arc<LockState>) -> LockResult<bool> {
-    if !state.unlock() {
-      return Ok(false);
-    }
-    self.held.lock().unwrap().remove(&state.id);
-    let deleted = self.store().await?.delete(&[state.id]).await?;
-    tracing::debug!(target: "mongo_locks_native", action = %state.action, "freed");
-    Ok(deleted == 1)
-  }
-
-  pub async fn refresh_one(&self, state: &Arc<LockState>) -> LockResult<bool> {
-    if !state.is_locked() {
-      return Ok(false);
-    }
-    let matched = self.store().await?.refresh(&[state.id], self.config.ttl).await?;
-    Stats::add(&self.stats.refreshes, matched);
-    if matched == 0 {
-      self.mark_lost(state);
-    }
-    Ok(matched == 1 && state.is_locked())
-  }
-
-  /// One background tick: refresh all held locks, batch by batch.
-  pub async fn refresh_all(&self) -> LockResult<()> {
-    let held: Vec<Arc<LockState>> = self.held.lock().unwrap().values().cloned().collect();
-    if held.is_empty() {
-      return Ok(());
-    }
-    let Some(store) = self.store.get() else { return Ok(()) };
-    for batch in held.chunks(BATCH) {
-      let ids: Vec<ObjectId> = batch.iter().map(|s| s.id).collect();
-      let matched = store.refresh(&ids, self.config.ttl).await?;
-      Stats::bump(&self.stats.refresh_commands);
-      Stats::add(&self.stats.refreshes, matched);
-      if (matched as usize) < ids.len() {
-        let alive = store.existing(&ids).await?;
-        for state in batch.iter().filter(|s| !alive.contains(&s.id)) {
-          self.mark_lost(state);
-        }
-      }
-    }
-    Ok(())
-  }
-
-  fn mark_lost(&self, state: &Arc<LockState>) {
-    self.held.lock().unwrap().remove(&state.id);
-    if state.unlock() {
-      Stats::bump(&self.stats.lost);
-      tracing::error!(target: "mongo_locks_native", action = %state.action, "lock lost: its document is gone");
-    }
-  }
-
-  /// Stops the refresh, frees every held lock, closes the connection.
-  pub async fn close(&self) -> LockResult<()> {
-    if self.closed.swap(true, Ordering::AcqRel) {
-      return Ok(());
-    }
-    let _ = self.stop.send(true);
-    let held: Vec<Arc<LockState>> = self.held.lock().unwrap().drain().map(|(_, s)| s).collect();
-    held.iter().for_each(|s| {
-      s.unlock();
-    });
-    let Some(store) = self.store.get() else { return Ok(()) };
-    let mut freed = Ok(());
-    for batch in held.chunks(BATCH) {
-      let ids: Vec<ObjectId> = batch.iter().map(|s| s.id).collect();
-      if let Err(e) = store.delete(&ids).await {
-        freed = Err(e);
-        break;
-      }
-    }
-    store.shutdown().await;
-    freed
-  }
-}
 
 /// Hands out locks stored in one MongoDB collection, and keeps them fresh.
 ///
@@ -187,6 +30,10 @@ impl Core {
 pub struct LockManager {
   core: Arc<Core>,
 }
+
+/// The result of a lock call: a value, or (for an aborted wait) a promise
+/// already rejected with the signal's reason.
+type Settled<'env, T> = Either<T, Unknown<'env>>;
 
 #[napi]
 impl LockManager {
@@ -198,7 +45,6 @@ impl LockManager {
   pub fn new(env: Env, collection: Unknown, options: Option<Unknown>) -> Result<Self> {
     let setup = (|| {
       let raw = read_options(options.as_ref(), CONSTRUCTOR_OPTIONS)?;
-      let route = log_route(&env, options.as_ref())?;
       let (found_uri, database, name) = from_collection(&collection)?;
       let uri = match (raw.uri.clone(), found_uri) {
         (Some(uri), _) | (None, Some(uri)) => uri,
@@ -208,13 +54,13 @@ impl LockManager {
           ))
         }
       };
-      Ok((Config::build(uri, database, name, &raw)?, route))
-    })()
-    .map_err(|e| to_napi(&env, &e))?;
-    let core = Core::start(setup.0, setup.1);
+      let config = Config::build(uri, database, name, &raw)?;
+      start(&env, config, options.as_ref())
+    })();
+    let core = setup.map_err(|e| to_napi(&env, &e))?;
     let warmup = core.clone();
     napi::bindgen_prelude::spawn(async move {
-      let span = warmup.route.span();
+      let span = warmup.span();
       if let Err(e) = warmup.store().instrument(span.clone()).await {
         let _enter = span.entered();
         tracing::warn!(target: "mongo_locks_native", error = %e.message(), "connecting in the background failed; lock() will retry");
@@ -226,7 +72,7 @@ impl LockManager {
   /// Connects to `uri` and resolves to a ready manager once the indexes exist.
   #[napi(ts_args_type = "uri: string, options: ConnectOptions", ts_return_type = "Promise<LockManager>")]
   pub fn connect<'env>(env: &'env Env, uri: Unknown, options: Option<Unknown>) -> Result<PromiseRaw<'env, LockManager>> {
-    let config = (|| {
+    let core = (|| {
       if uri.get_type().ok() != Some(ValueType::String) {
         return Err(LockError::invalid(format!(
           "mongo-locks-native: LockManager.connect(uri, options) needs a connection string, got {}",
@@ -239,14 +85,12 @@ impl LockManager {
         LockError::invalid("mongo-locks-native: LockManager.connect needs options.database (the database name)")
       })?;
       let collection = raw.collection.clone().unwrap_or_else(|| DEFAULT_COLLECTION.to_string());
-      let route = log_route(env, options.as_ref())?;
-      Ok((Config::build(uri, database, collection, &raw)?, route))
+      start(env, Config::build(uri, database, collection, &raw)?, options.as_ref())
     })();
-    let (config, route) = match config {
+    let core = match core {
       Ok(c) => c,
       Err(e) => return rejected(env, &e),
     };
-    let core = Core::start(config, route);
     env.spawn_future_with_callback(
       async move {
         let ready = core.traced(async { core.store().await.map(|_| ()) }).await;
@@ -262,25 +106,81 @@ impl LockManager {
     )
   }
 
-  /// Tries once to take the lock on `key`. Resolves to a `Lock`, or `null`
-  /// when someone else holds it; rejects with a `MongoLocksError` when the
-  /// server fails, and with a `TypeError` (writing nothing) on a bad key.
-  #[napi(ts_args_type = "key: LockKey", ts_return_type = "Promise<Lock | null>")]
-  pub fn lock<'env>(&self, env: &'env Env, key: Unknown) -> Result<PromiseRaw<'env, Option<Lock>>> {
-    let action = match action_from_js(&key) {
-      Ok(a) => a,
+  /// Takes the lock on `key`. Resolves to a `Lock`, or `null` when someone
+  /// else holds it (after `options.waitMs`, if given). Rejects with a
+  /// `MongoLocksError` when the server fails, with the signal's reason when
+  /// `options.signal` aborts the wait, and with a `TypeError` (writing
+  /// nothing) on a bad key or option.
+  #[napi(ts_args_type = "key: LockKey, options?: LockOptions", ts_return_type = "Promise<Lock | null>")]
+  pub fn lock<'env>(
+    &self,
+    env: &'env Env,
+    key: Unknown,
+    options: Option<Unknown>,
+  ) -> Result<PromiseRaw<'env, Settled<'env, Option<Lock>>>> {
+    let prepared = action_from_js(&key).and_then(|action| Ok((action, prepare(env, options.as_ref())?)));
+    let (action, call) = match prepared {
+      Ok((_, Prepared::Aborted(reason))) => return PromiseRaw::reject(env, reason),
+      Ok((action, Prepared::Ready(call))) => (action, call),
       Err(e) => return rejected(env, &e),
     };
     let core = self.core.clone();
+    let (req, cancel) = (call.req, call.cancel.clone());
     env.spawn_future_with_callback(
       async move {
-        let res = core.traced(core.acquire(action)).await;
+        let res = core.traced(core.acquire(action, req, cancel)).await;
         Ok((res, core))
       },
-      |env, (res, core)| match res {
-        Ok(Some(state)) => Ok(Some(Lock::new(state, core))),
-        Ok(None) => Ok(None),
-        Err(e) => Err(to_napi(env, &e)),
+      move |env, (res, core)| {
+        call.settle(env, res, |states, on_lost| {
+          Ok(match states {
+            Some(state) => {
+              on_lost(&state.id)?;
+              Some(Lock::new(state, core))
+            }
+            None => None,
+          })
+        })
+      },
+    )
+  }
+
+  /// Takes the locks on all `keys`, all or nothing: in one fixed order
+  /// (sorted, so two callers never deadlock), and if one cannot be had
+  /// (within `options.waitMs`, one budget for the set) frees those taken
+  /// and resolves `null`. Resolves to the locks in the order of `keys`.
+  #[napi(ts_args_type = "keys: readonly LockKey[], options?: LockOptions", ts_return_type = "Promise<Lock[] | null>")]
+  pub fn lock_all<'env>(
+    &self,
+    env: &'env Env,
+    keys: Unknown,
+    options: Option<Unknown>,
+  ) -> Result<PromiseRaw<'env, Settled<'env, Option<Vec<Lock>>>>> {
+    let prepared = sorted_actions(&keys).and_then(|order| Ok((order, prepare(env, options.as_ref())?)));
+    let (order, call) = match prepared {
+      Ok((_, Prepared::Aborted(reason))) => return PromiseRaw::reject(env, reason),
+      Ok((order, Prepared::Ready(call))) => (order, call),
+      Err(e) => return rejected(env, &e),
+    };
+    let positions: Vec<usize> = order.iter().map(|(i, _)| *i).collect();
+    let actions = order.into_iter().map(|(_, a)| a).collect();
+    let core = self.core.clone();
+    let (req, cancel) = (call.req, call.cancel.clone());
+    env.spawn_future_with_callback(
+      async move {
+        let res = core.traced(core.acquire_all(actions, req, cancel)).await;
+        Ok((res, core))
+      },
+      move |env, (res, core)| {
+        call.settle(env, res, |states, on_lost| {
+          let Some(states) = states else { return Ok(None) };
+          let mut slots: Vec<Option<Lock>> = (0..states.len()).map(|_| None).collect();
+          for (state, position) in states.into_iter().zip(positions) {
+            on_lost(&state.id)?;
+            slots[position] = Some(Lock::new(state, core.clone()));
+          }
+          Ok(Some(slots.into_iter().flatten().collect()))
+        })
       },
     )
   }
@@ -290,8 +190,12 @@ impl LockManager {
   #[napi(ts_return_type = "Promise<void>")]
   pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
     let core = self.core.clone();
-    env.spawn_future_with_callback(async move { Ok(core.traced(core.close()).await) }, |env, res| {
-      res.map_err(|e| to_napi(env, &e))
+    env.spawn_future_with_callback(async move { Ok(core.traced(core.close()).await) }, |env, res| match res {
+      Ok(ids) => {
+        ids.iter().for_each(|id| signals::forget(env, id));
+        Ok(())
+      }
+      Err(e) => Err(to_napi(env, &e)),
     })
   }
 
@@ -299,7 +203,7 @@ impl LockManager {
   /// contended, taken over, lost, refreshes, errors. Reads atomics only.
   #[napi]
   pub fn stats(&self) -> LockStats {
-    self.core.stats.snapshot(self.core.held.lock().unwrap().len())
+    self.core.stats.snapshot(self.core.held_count())
   }
 
   /// One `ping` round trip to the server on this manager's own connection
@@ -327,22 +231,150 @@ impl LockManager {
   /// How many locks this manager holds right now.
   #[napi(getter)]
   pub fn held(&self) -> u32 {
-    self.core.held.lock().unwrap().len() as u32
+    self.core.held_count() as u32
+  }
+
+  /// The write concern lock writes use once connected: `"majority"` (a
+  /// replica set or sharded cluster, or `writeConcern: "majority"`) or
+  /// `"default"` (the server's or the connection string's); `null` before
+  /// the first connection.
+  #[napi(getter, ts_return_type = "'majority' | 'default' | null")]
+  pub fn write_concern(&self) -> Option<String> {
+    self.core.connected().map(|s| if s.majority { "majority" } else { "default" }.to_string())
+  }
+
+  /// The estimated offset of the server's clock from this machine's, in
+  /// ms (server minus local), from the last `hello`. Expiry decisions use
+  /// the server's time.
+  #[napi(getter)]
+  pub fn server_clock_offset_ms(&self) -> f64 {
+    self.core.clock.offset_ms() as f64
   }
 }
 
-/// The manager's log routing, with `options.logger` when one is given.
-fn log_route(env: &Env, options: Option<&Unknown>) -> LockResult<LogRoute> {
-  let logger = options
-    .filter(|o| o.get_type().ok() == Some(ValueType::Object))
-    .and_then(|o| o.coerce_to_object().ok())
+/// A manager's core, with its logger and its lost-lock channel.
+fn start(env: &Env, config: Config, options: Option<&Unknown>) -> LockResult<Arc<Core>> {
+  let logger = options_object(options)?
     .and_then(|o| o.get_named_property::<Unknown>("logger").ok())
     .filter(|l| !matches!(l.get_type(), Ok(ValueType::Undefined) | Ok(ValueType::Null)));
   let sink = match logger {
     Some(l) => Some(sink_from_js(env, &l)?),
     None => None,
   };
-  Ok(LogRoute::new(sink))
+  let lost = signals::lost_sink(env)
+    .map_err(|e| LockError::invalid(format!("mongo-locks-native: could not set up lost-lock signals: {}", e.reason)))?;
+  Ok(Core::start(config, LogRoute::new(sink), Some(lost)))
+}
+
+/// The options of one lock call, read on the JS thread.
+struct Call {
+  req: LockRequest,
+  cancel: Option<Arc<Cancel>>,
+  hook: Option<SignalHook>,
+  on_lost: Option<FunctionRef<Unknown<'static>, Unknown<'static>>>,
+}
+
+enum Prepared<'env> {
+  Ready(Call),
+  /// `options.signal` had already aborted: reject with its reason.
+  Aborted(Unknown<'env>),
+}
+
+fn prepare<'env>(env: &'env Env, options: Option<&Unknown>) -> LockResult<Prepared<'env>> {
+  let req = read_lock_options(options)?;
+  let obj = options_object(options)?;
+  let read = |name: &str| {
+    obj
+      .as_ref()
+      .and_then(|o| o.get_named_property::<Unknown>(name).ok())
+      .filter(|v| v.get_type().ok() != Some(ValueType::Undefined))
+  };
+  let on_lost = match read("onLost") {
+    Some(f) => {
+      signals::check_on_lost(&f)?;
+      let f: Function<Unknown<'static>, Unknown<'static>> = unsafe { f.cast() }.map_err(|e| LockError::invalid(e.reason))?;
+      Some(f.create_ref().map_err(|e| LockError::invalid(e.reason))?)
+    }
+    None => None,
+  };
+  let (cancel, hook) = match read("signal") {
+    Some(signal) => match signals::hook(env, &signal)? {
+      Incoming::Aborted(reason) => return Ok(Prepared::Aborted(reason)),
+      Incoming::Live(cancel, hook) => (Some(cancel), Some(hook)),
+    },
+    None => (None, None),
+  };
+  Ok(Prepared::Ready(Call { req, cancel, hook, on_lost }))
+}
+
+impl Call {
+  /// On the JS thread once the work is done: release the signal listener,
+  /// then resolve with `ok(value, watch)`, reject with the signal's reason
+  /// if the wait was aborted, or reject with the JS form of the error.
+  /// `watch(id)` registers `onLost` for an acquired lock.
+  fn settle<'env, T, V>(
+    self,
+    env: &'env Env,
+    res: LockResult<T>,
+    ok: impl FnOnce(T, &dyn Fn(&mongodb::bson::oid::ObjectId) -> Result<()>) -> Result<V>,
+  ) -> Result<Settled<'env, V>> {
+    let reason = match self.hook {
+      Some(hook) => hook.release(env)?,
+      None => None,
+    };
+    let on_lost = match &self.on_lost {
+      Some(f) => Some(f.borrow_back(env)?),
+      None => None,
+    };
+    let watch = |id: &mongodb::bson::oid::ObjectId| match &on_lost {
+      Some(f) => signals::watch_on_lost(*id, &f.to_unknown()),
+      None => Ok(()),
+    };
+    match res {
+      Ok(value) => Ok(Either::A(ok(value, &watch)?)),
+      Err(LockError::Aborted) => {
+        let reason = match reason {
+          Some(r) => r,
+          None => crate::errors::js_error(env, &LockError::Aborted)?,
+        };
+        let promise: PromiseRaw<Unknown> = PromiseRaw::reject(env, reason)?;
+        Ok(Either::B(unsafe { Unknown::from_raw_unchecked(env.raw(), promise.raw()) }))
+      }
+      Err(e) => Err(to_napi(env, &e)),
+    }
+  }
+}
+
+/// `keys` for `lockAll`: each checked, no repeats, paired with its position
+/// and sorted by its stored form.
+fn sorted_actions(keys: &Unknown) -> LockResult<Vec<(usize, mongodb::bson::Bson)>> {
+  let bad = || {
+    LockError::invalid(format!(
+      "mongo-locks-native: lockAll(keys) needs a non-empty array of keys, got {}",
+      describe(keys)
+    ))
+  };
+  if !keys.is_array().unwrap_or(false) {
+    return Err(bad());
+  }
+  let arr: Object = unsafe { keys.cast() }.map_err(|_| bad())?;
+  let len = arr.get_array_length().map_err(|_| bad())?;
+  if len == 0 {
+    return Err(bad());
+  }
+  let mut out = Vec::with_capacity(len as usize);
+  for i in 0..len {
+    let key: Unknown = arr.get_element(i).map_err(|_| bad())?;
+    out.push((i as usize, action_from_js(&key)?));
+  }
+  out.sort_by_cached_key(|(_, a)| a.to_string());
+  if let Some(pair) = out.windows(2).find(|w| w[0].1 == w[1].1) {
+    return Err(LockError::invalid(format!(
+      "mongo-locks-native: lockAll(keys) got the key {} twice; each key can be locked once",
+      pair[0].1
+    )));
+  }
+  Ok(out)
 }
 
 /// Reads `(connection string, database, collection)` from a Node driver

@@ -1,32 +1,70 @@
-//! The background refresh: one timer per manager, not one per lock.
+//! The background work of a manager: one task, not one timer per lock.
 //!
-//! Each tick refreshes every lock the manager holds with one `updateMany`
-//! per batch of ids; if fewer documents matched than we hold, one `find`
-//! tells which are gone, and those locks turn `locked = false`.
+//! Every `refreshMs` it refreshes all held locks with one `updateMany` per
+//! batch of up to 1,000 ids; if fewer documents matched than we hold, one
+//! `find` tells which are gone, and those locks are lost. The refresh runs
+//! as its own task, so a server that hangs cannot hold up the other duty:
+//! waking at each held lock's deadline and declaring it lost if no refresh
+//! got through in time. Every 30 s it also re-reads the server's clock.
 
 use std::sync::Weak;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::task::JoinHandle;
+use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 use tracing::Instrument;
 
-use crate::manager::Core;
+use crate::core::Core;
+
+const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs until `stop` changes or the manager is dropped. Holds only a weak
-/// reference, so a manager that JS has let go of is not kept alive by it.
-pub fn spawn(core: Weak<Core>, period: Duration, mut stop: watch::Receiver<bool>, span: tracing::Span) {
-  napi::bindgen_prelude::spawn(async move {
-    let mut ticker = interval_at(Instant::now() + period, period);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-      tokio::select! {
-        _ = ticker.tick() => {}
-        _ = stop.changed() => break,
+/// reference between ticks, so a manager JS has let go of is not kept alive.
+pub fn spawn(core: Weak<Core>, mut stop: watch::Receiver<bool>, span: tracing::Span) {
+  let Some(period) = core.upgrade().map(|c| c.refresh_period()) else { return };
+  napi::bindgen_prelude::spawn(
+    async move {
+      let mut ticker = interval_at(Instant::now() + period, period);
+      ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+      let mut inflight: Option<JoinHandle<()>> = None;
+      let mut last_sync = Instant::now();
+      loop {
+        let next_deadline = match core.upgrade() {
+          Some(core) => core.next_deadline(),
+          None => break,
+        };
+        let far = Instant::now() + Duration::from_secs(3600);
+        tokio::select! {
+          _ = ticker.tick() => {
+            let Some(core) = core.upgrade() else { break };
+            if inflight.as_ref().map_or(true, |h| h.is_finished()) {
+              let sync = last_sync.elapsed() >= CLOCK_SYNC_EVERY;
+              if sync {
+                last_sync = Instant::now();
+              }
+              let span = core.span();
+              inflight = Some(napi::bindgen_prelude::spawn(
+                async move {
+                  // traced() logs and counts a failure; the next tick tries again.
+                  let _ = core.traced(core.refresh_all()).await;
+                  if sync {
+                    let _ = core.traced(core.sync_clock()).await;
+                  }
+                }
+                .instrument(span),
+              ));
+            }
+          }
+          _ = sleep_until(next_deadline.unwrap_or(far)) => {}
+          _ = stop.changed() => break,
+        }
+        match core.upgrade() {
+          Some(core) => core.expire_overdue(),
+          None => break,
+        }
       }
-      let Some(core) = core.upgrade() else { break };
-      // traced() logs and counts a failure; the next tick tries again.
-      let _ = core.traced(core.refresh_all()).await;
     }
-  }.instrument(span));
+    .instrument(span),
+  );
 }

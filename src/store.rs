@@ -1,5 +1,6 @@
 //! The MongoDB work: connecting, the two indexes, and each storage
-//! operation a lock needs. Nothing here knows about JavaScript.
+//! operation a lock needs. Nothing here knows about JavaScript, and the
+//! caller supplies "now" (server time, see `clock`).
 //!
 //! The documents and index specifications are exactly those of
 //! `mongo-locks` 3.x, so both libraries can share one collection.
@@ -7,15 +8,15 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::error::ErrorKind;
-use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::options::{ClientOptions, CollectionOptions, IndexOptions, ReturnDocument, WriteConcern};
 use mongodb::{Client, Collection, IndexModel};
-use futures_util::TryStreamExt;
 
-use crate::clock;
-use crate::config::{redact, Config};
-use crate::errors::{is_duplicate_key, server_code, LockError, LockResult};
+use crate::clock::{self, ServerClock};
+use crate::config::{redact, Config, WriteConcernChoice};
+use crate::errors::{describe_driver_error, is_duplicate_key, server_code, LockError, LockResult};
 
 /// Refresh and existence checks go to the server in batches of this many ids.
 pub const BATCH: usize = 1000;
@@ -23,11 +24,22 @@ pub const BATCH: usize = 1000;
 pub struct Store {
   client: Client,
   locks: Collection<Document>,
+  /// Per-key counters behind fencing tokens: `<collection>.fencing`.
+  fencing: Collection<Document>,
+  /// Whether writes use `w: "majority"`.
+  pub majority: bool,
+}
+
+/// What a `hello` told us besides the time.
+pub struct Hello {
+  /// Replica set member or mongos: majority writes make sense.
+  pub replicated: bool,
 }
 
 impl Store {
-  /// Builds a client and makes sure the indexes exist.
-  pub async fn connect(config: &Config) -> LockResult<Store> {
+  /// Builds a client, reads the server's clock and topology, and makes sure
+  /// the indexes exist.
+  pub async fn connect(config: &Config, clock: &ServerClock) -> LockResult<Store> {
     let mut options = ClientOptions::parse(&config.uri).await.map_err(|e| match e.kind.as_ref() {
       ErrorKind::InvalidArgument { message, .. } => LockError::invalid(format!(
         "mongo-locks-native: malformed MongoDB connection string {:?}: {message}",
@@ -42,10 +54,35 @@ impl Store {
       options.app_name = Some("mongo-locks-native".to_string());
     }
     let client = Client::with_options(options).map_err(|e| LockError::server("creating the client", &e))?;
-    let locks = client.database(&config.database).collection::<Document>(&config.collection);
-    let store = Store { client, locks };
+    let hello = sync_clock(&client, clock).await?;
+    let majority = match config.write_concern {
+      WriteConcernChoice::Auto => hello.replicated,
+      WriteConcernChoice::Majority => true,
+      WriteConcernChoice::Default => false,
+    };
+    let db = client.database(&config.database);
+    let with = |name: &str| {
+      let options = if majority {
+        CollectionOptions::builder().write_concern(WriteConcern::majority()).build()
+      } else {
+        CollectionOptions::default()
+      };
+      db.collection_with_options::<Document>(name, options)
+    };
+    let store = Store {
+      locks: with(&config.collection),
+      fencing: with(&format!("{}.fencing", config.collection)),
+      client,
+      majority,
+    };
     store.ensure_indexes().await?;
-    tracing::debug!(target: "mongo_locks_native", uri = %redact(&config.uri), "connected");
+    tracing::debug!(
+      target: "mongo_locks_native",
+      uri = %redact(&config.uri),
+      majority,
+      clock_offset_ms = clock.offset_ms(),
+      "connected"
+    );
     Ok(store)
   }
 
@@ -73,7 +110,7 @@ impl Store {
       if refuses_ttl(&e) {
         tracing::warn!(
           target: "mongo_locks_native",
-          error = %crate::errors::describe_driver_error(&e),
+          error = %describe_driver_error(&e),
           "the server refused the TTL index on expiresAt; expired locks are still taken over by lock(), \
            but abandoned lock documents stay in the collection"
         );
@@ -84,9 +121,13 @@ impl Store {
     Ok(())
   }
 
+  /// Re-reads the server's clock (see `clock`).
+  pub async fn sync_clock(&self, clock: &ServerClock) -> LockResult<()> {
+    sync_clock(&self.client, clock).await.map(|_| ())
+  }
+
   /// Inserts a new lock document; `false` when the key is already held.
-  pub async fn insert(&self, id: ObjectId, action: &Bson, ttl: Duration) -> LockResult<bool> {
-    let now = clock::now();
+  pub async fn insert(&self, id: ObjectId, action: &Bson, now: DateTime, ttl: Duration) -> LockResult<bool> {
     let lock = doc! {
       "_id": id,
       "action": action.clone(),
@@ -112,17 +153,12 @@ impl Store {
     Ok(res.deleted_count == 1)
   }
 
-  /// Pushes the expiry of each of `ids` forward; returns how many matched.
-  pub async fn refresh(&self, ids: &[ObjectId], ttl: Duration) -> LockResult<u64> {
-    let now = clock::now();
-    let filter = match ids {
-      [one] => doc! { "_id": *one },
-      _ => doc! { "_id": { "$in": ids.to_vec() } },
-    };
+  /// Pushes the expiry of each of `ids` to `now + ttl`; returns how many matched.
+  pub async fn refresh(&self, ids: &[ObjectId], now: DateTime, ttl: Duration) -> LockResult<u64> {
     let update = doc! { "$set": { "refreshedAt": now, "expiresAt": clock::after(now, ttl) } };
     let res = self
       .locks
-      .update_many(filter, update)
+      .update_many(by_ids(ids), update)
       .await
       .map_err(|e| LockError::server("refreshing locks", &e))?;
     Ok(res.matched_count)
@@ -132,7 +168,7 @@ impl Store {
   pub async fn existing(&self, ids: &[ObjectId]) -> LockResult<HashSet<ObjectId>> {
     let cursor = self
       .locks
-      .find(doc! { "_id": { "$in": ids.to_vec() } })
+      .find(by_ids(ids))
       .projection(doc! { "_id": 1 })
       .await
       .map_err(|e| LockError::server("checking held locks", &e))?;
@@ -145,23 +181,52 @@ impl Store {
 
   /// Deletes lock documents by id; returns how many were deleted.
   pub async fn delete(&self, ids: &[ObjectId]) -> LockResult<u64> {
-    let filter = match ids {
-      [one] => doc! { "_id": *one },
-      _ => doc! { "_id": { "$in": ids.to_vec() } },
-    };
     let res = self
       .locks
-      .delete_many(filter)
+      .delete_many(by_ids(ids))
       .await
       .map_err(|e| LockError::server("freeing locks", &e))?;
     Ok(res.deleted_count)
+  }
+
+  /// The next fencing token for `action`: a per-key counter, incremented
+  /// atomically (created at 1 on first use).
+  pub async fn next_fencing_token(&self, action: &Bson) -> LockResult<i64> {
+    let counter = self
+      .fencing
+      .find_one_and_update(doc! { "_id": action.clone() }, doc! { "$inc": { "token": 1_i64 } })
+      .upsert(true)
+      .return_document(ReturnDocument::After)
+      .await
+      .map_err(|e| LockError::server("taking a fencing token", &e))?;
+    let token = counter.as_ref().and_then(|d| match d.get("token") {
+      Some(Bson::Int64(n)) => Some(*n),
+      Some(Bson::Int32(n)) => Some(*n as i64),
+      Some(Bson::Double(n)) => Some(*n as i64),
+      _ => None,
+    });
+    token.ok_or_else(|| LockError::Server {
+      message: "mongo-locks-native: taking a fencing token failed: the counter document has no numeric token".into(),
+      code: None,
+    })
+  }
+
+  /// Records `token` on our lock document; `false` if the document is gone
+  /// (we lost the lock before the token was ours).
+  pub async fn record_fencing_token(&self, id: ObjectId, token: i64) -> LockResult<bool> {
+    let res = self
+      .locks
+      .update_one(doc! { "_id": id }, doc! { "$set": { "fencingToken": token } })
+      .await
+      .map_err(|e| LockError::server("recording a fencing token", &e))?;
+    Ok(res.matched_count == 1)
   }
 
   /// One `ping` round trip.
   pub async fn ping(&self) -> LockResult<()> {
     self
       .client
-      .database(self.locks.namespace().db.as_str())
+      .database("admin")
       .run_command(doc! { "ping": 1 })
       .await
       .map_err(|e| LockError::server("ping", &e))?;
@@ -171,6 +236,35 @@ impl Store {
   /// Closes the connection pool.
   pub async fn shutdown(&self) {
     self.client.clone().shutdown().immediate(true).await;
+  }
+}
+
+/// `hello`: the server's `localTime`, timed, folded into `clock`.
+async fn sync_clock(client: &Client, clock: &ServerClock) -> LockResult<Hello> {
+  let sent = clock::local_ms();
+  let reply = client
+    .database("admin")
+    .run_command(doc! { "hello": 1 })
+    .await
+    .map_err(|e| LockError::server("reading the server's clock (hello)", &e))?;
+  let received = clock::local_ms();
+  let replicated = reply.get_str("setName").is_ok() || reply.get_str("msg").map(|m| m == "isdbgrid").unwrap_or(false);
+  match reply.get_datetime("localTime") {
+    Ok(server_time) => {
+      clock.record(sent, received, *server_time);
+      Ok(Hello { replicated })
+    }
+    Err(_) => {
+      tracing::warn!(target: "mongo_locks_native", "the server's hello has no localTime; expiry uses this machine's clock");
+      Ok(Hello { replicated })
+    }
+  }
+}
+
+fn by_ids(ids: &[ObjectId]) -> Document {
+  match ids {
+    [one] => doc! { "_id": *one },
+    _ => doc! { "_id": { "$in": ids.to_vec() } },
   }
 }
 

@@ -1,0 +1,131 @@
+// Waiting for a held key: lock(key, { waitMs, signal }).
+import { describe, it, expect } from 'vitest'
+import path from 'node:path'
+import { lib, useLocker, runNode, root, sleep } from './support.mjs'
+
+describe('lock(key, { waitMs, signal })', () => {
+  const t = useLocker('waiting')
+
+  it('without waitMs it is one attempt: null at once while held', async () => {
+    const held = await t.locker.lock('k')
+    const started = Date.now()
+    expect(await t.locker.lock('k')).toBeNull()
+    expect(await t.locker.lock('k', { waitMs: 0 })).toBeNull()
+    expect(Date.now() - started).toBeLessThan(1000)
+    await held.free()
+  })
+
+  it('resolves null once waitMs has passed, not before', async () => {
+    const held = await t.locker.lock('k')
+    const started = Date.now()
+    expect(await t.locker.lock('k', { waitMs: 400 })).toBeNull()
+    const took = Date.now() - started
+    expect(took).toBeGreaterThanOrEqual(390)
+    expect(took).toBeLessThan(2000)
+    expect(t.locker.stats().contended).toBeGreaterThan(1) // it retried
+    await held.free()
+  })
+
+  it('a local free wakes a waiter at once instead of after a backoff step', async () => {
+    const held = await t.locker.lock('k')
+    const waiting = t.locker.lock('k', { waitMs: 10_000 })
+    await sleep(1500) // the backoff is at its 250 ms cap by now
+    const freedAt = Date.now()
+    await held.free()
+    const lock = await waiting
+    expect(lock).not.toBeNull()
+    expect(Date.now() - freedAt).toBeLessThan(200)
+    await lock.free()
+  })
+
+  it('32 waiters on one key in this process all get it in turn, none overlapping', async () => {
+    let inside = 0
+    let maxInside = 0
+    const order = []
+    await Promise.all(Array.from({ length: 32 }, async (_, i) => {
+      const lock = await t.locker.lock('busy', { waitMs: 30_000 })
+      expect(lock).not.toBeNull()
+      inside++
+      maxInside = Math.max(maxInside, inside)
+      order.push(i)
+      await sleep(3)
+      inside--
+      await lock.free()
+    }))
+    expect(maxInside).toBe(1)
+    expect(new Set(order).size).toBe(32)
+  })
+
+  it('32 waiters across four processes all get it in turn, none overlapping', async () => {
+    const script = path.join(root, '__test__', 'fixtures', 'waiters.mjs')
+    const runs = await Promise.all([0, 1, 2, 3].map(() => runNode(script, [t.ctx.name, 'shared', '8'])))
+    for (const r of runs) expect(r.code, r.stderr).toBe(0)
+    const sections = runs.flatMap((r) => JSON.parse(r.stdout))
+    expect(sections).toHaveLength(32)
+    sections.sort((a, b) => a.start - b.start)
+    for (let i = 1; i < sections.length; i++) expect(sections[i].start).toBeGreaterThanOrEqual(sections[i - 1].end)
+  })
+
+  it('an aborted signal rejects the wait promptly with its reason, and takes nothing', async () => {
+    const held = await t.locker.lock('k')
+    const controller = new AbortController()
+    const waiting = t.locker.lock('k', { waitMs: 30_000, signal: controller.signal })
+    await sleep(300)
+    const abortedAt = Date.now()
+    const reason = new Error('request cancelled')
+    controller.abort(reason)
+    await expect(waiting).rejects.toBe(reason)
+    expect(Date.now() - abortedAt).toBeLessThan(200)
+    await held.free()
+    expect(await t.ctx.collection.countDocuments()).toBe(0)
+  })
+
+  it('a signal aborted before the call rejects at once with its reason', async () => {
+    const reason = new Error('already gone')
+    await expect(t.locker.lock('k', { signal: AbortSignal.abort(reason) })).rejects.toBe(reason)
+    await expect(t.locker.lock('k', { signal: AbortSignal.timeout(1), waitMs: 100 }).catch(() => 'ok')).resolves.toBeTruthy()
+    expect(await t.ctx.collection.countDocuments()).toBe(0)
+  })
+
+  it('AbortSignal.timeout cancels a wait with a TimeoutError', async () => {
+    const held = await t.locker.lock('k')
+    const err = await t.locker.lock('k', { waitMs: 30_000, signal: AbortSignal.timeout(200) }).catch((e) => e)
+    expect(err.name).toBe('TimeoutError')
+    await held.free()
+  })
+
+  it('a signal that never aborts does not get in the way, and its listener is removed', async () => {
+    const controller = new AbortController()
+    const lock = await t.locker.lock('k', { waitMs: 1000, signal: controller.signal })
+    expect(lock).not.toBeNull()
+    controller.abort() // after the call settled: nothing happens
+    expect(lock.locked).toBe(true)
+    await lock.free()
+  })
+
+  it('bad waiting options are TypeErrors that name the value', async () => {
+    await expect(t.locker.lock('k', { waitMs: -5 })).rejects.toThrow(/options.waitMs must be a whole number of milliseconds from 0 to 2147483647, got -5/)
+    await expect(t.locker.lock('k', { waitMs: '1s' })).rejects.toThrow(TypeError)
+    await expect(t.locker.lock('k', { signal: {} })).rejects.toThrow(/options.signal must be an AbortSignal, got \{\}/)
+    await expect(t.locker.lock('k', { wait: 5 })).rejects.toThrow(/unknown lock option "wait"; expected one of waitMs, signal, onLost, maxHoldMs, fencing/)
+    await expect(t.locker.lock('k', 5)).rejects.toThrow(/options must be an object, got 5/)
+    expect(await t.ctx.collection.countDocuments()).toBe(0)
+  })
+})
+
+describe('waiting against stock mongo-locks holders', () => {
+  const t = useLocker('waiting-stock')
+  it('waits out a lock held by another manager (as another process would)', async () => {
+    const other = new lib.LockManager(t.ctx.collection)
+    try {
+      const held = await other.lock('cross')
+      setTimeout(() => held.free(), 300)
+      const started = Date.now()
+      const lock = await t.locker.lock('cross', { waitMs: 5000 })
+      expect(lock).not.toBeNull()
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250)
+    } finally {
+      await other.close()
+    }
+  })
+})
