@@ -103,6 +103,16 @@ export interface Lock {
 }
 
 /**
+ * The Hapi plugin; `mongo-locks-native/hapi` exports it as `plugin`, with typed options and
+ * the `server.locker` / `request.locker` declarations.
+ */
+export declare const hapiPlugin: {
+  readonly name: 'mongo-locks-native'
+  readonly version: string
+  register(server: any, options: object): Promise<void>
+}
+
+/**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
  * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`

@@ -56,4 +56,17 @@ Lock.prototype[Symbol.dispose] = function dispose() {
   this.free().catch(() => {})
 }
 
-module.exports = { LockManager, Lock, MongoLocksError, LockLostError, acquireLock, requireLock }
+// The Hapi plugin, also at `mongo-locks-native/hapi` (hapi.js requires this
+// file lazily, so either can be loaded first).
+const { plugin: hapiPlugin } = require('./hapi.js')
+
+module.exports = {
+  LockManager,
+  Lock,
+  MongoLocksError,
+  LockLostError,
+  acquireLock,
+  requireLock,
+  hapiPlugin,
+  __napiBindingTarget: native.__napiBindingTarget,
+}

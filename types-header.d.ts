@@ -101,3 +101,13 @@ export interface Lock {
   /** Starts freeing the lock without waiting (what `using` calls); a failure is ignored. */
   [Symbol.dispose](): void
 }
+
+/**
+ * The Hapi plugin; `mongo-locks-native/hapi` exports it as `plugin`, with typed options and
+ * the `server.locker` / `request.locker` declarations.
+ */
+export declare const hapiPlugin: {
+  readonly name: 'mongo-locks-native'
+  readonly version: string
+  register(server: any, options: object): Promise<void>
+}

@@ -33,8 +33,8 @@ describe('exclusion across processes', () => {
     expect(await ctx.collection.countDocuments()).toBe(0) // every lock freed
   })
 
-  it('native and stock mongo-locks processes on one collection exclude each other', async () => {
-    const { results, counted } = await runWorkers(ctx, ['native', 'stock', 'native', 'stock'], 2, 50)
+  it('stress: six processes (four native, two stock mongo-locks) on three keys: no overlap, no lost update', async () => {
+    const { results, counted } = await runWorkers(ctx, ['native', 'stock', 'native', 'native', 'stock', 'native'], 3, 50)
     const entered = results.reduce((s, r) => s + r.entered, 0)
     expect(results.every((r) => r.overlaps === 0)).toBe(true)
     expect(results.filter((r) => r.kind === 'stock').reduce((s, r) => s + r.entered, 0)).toBeGreaterThan(0)

@@ -52,11 +52,14 @@ export async function eventually(fn, ms = 10_000, step = 50) {
   return last
 }
 
-/** Runs `node file args…`, resolving to { code, signal, stdout, stderr, ms }. */
-export function runNode(file, args = [], { node = process.execPath, env = {}, timeoutMs = 60_000 } = {}) {
+/**
+ * Runs `node file args…` (or `node prefix… file args…`, e.g. faketime's),
+ * resolving to { code, signal, stdout, stderr, ms }.
+ */
+export function runNode(file, args = [], { node = process.execPath, prefix = [], env = {}, timeoutMs = 60_000 } = {}) {
   return new Promise((resolve, reject) => {
     const started = Date.now()
-    const child = spawn(node, [file, ...args], {
+    const child = spawn(node, [...prefix, file, ...args], {
       cwd: root,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

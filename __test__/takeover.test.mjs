@@ -9,24 +9,25 @@ describe('takeover of expired locks', () => {
   beforeEach(async () => { ctx = await freshCollection('takeover') })
   afterEach(async () => { await ctx.close() })
 
-  it('a crashed holder (killed, no free) loses its key one ttl after its last refresh, not before', async () => {
-    // The holder takes the key with a 1.5 s ttl, prints, then is SIGKILLed.
+  it('a holder killed with SIGKILL: another process gets the key within ttl + one refresh interval of the last refresh, not sooner', async () => {
+    const [ttl, refresh] = [1500, 250]
     const holder = path.join(root, '__test__', 'fixtures', 'hold-and-die.mjs')
-    const run = await runNode(holder, [ctx.name, 'crashed-key', '1500'])
-    expect(run.signal).toBe('SIGKILL')
-    const { expiresAt } = await ctx.collection.findOne({ action: 'crashed-key' })
-
-    const locker = new lib.LockManager(ctx.collection, { ttlMs: 1500 })
+    const holdMs = 700 + Math.floor(Math.random() * 500) // die at some point between refreshes
+    const waiter = new lib.LockManager(ctx.collection, { ttlMs: ttl, refreshMs: refresh })
     try {
-      if (Date.now() < expiresAt.getTime() - 300) expect(await locker.lock('crashed-key')).toBeNull()
-      await sleep(Math.max(0, expiresAt.getTime() - Date.now()) + 50)
-      const lock = await locker.lock('crashed-key')
+      const run = await runNode(holder, [ctx.name, 'crashed-key', String(ttl), String(refresh), String(holdMs)])
+      expect(run.signal).toBe('SIGKILL')
+      const { refreshedAt, createdAt } = await ctx.collection.findOne({ action: 'crashed-key' })
+      expect(refreshedAt.getTime()).toBeGreaterThan(createdAt.getTime()) // it was refreshed before dying
+      const lock = await waiter.lock('crashed-key', { waitMs: 10_000 })
+      const gotAt = Date.now()
       expect(lock).not.toBeNull()
-      const docs = await ctx.collection.find({ action: 'crashed-key' }).toArray()
-      expect(docs).toHaveLength(1)
-      expect(docs[0]._id.toHexString()).toBe(lock.id)
+      const sinceLastRefresh = gotAt - refreshedAt.getTime()
+      expect(sinceLastRefresh).toBeGreaterThanOrEqual(ttl)
+      expect(sinceLastRefresh).toBeLessThanOrEqual(ttl + refresh)
+      expect(waiter.stats().takenOver).toBe(1)
     } finally {
-      await locker.close()
+      await waiter.close()
     }
   })
 

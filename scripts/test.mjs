@@ -37,8 +37,12 @@ try {
   const env = { MONGO_URL: server.url }
   const vitest = path.join(root, 'node_modules', 'vitest', 'vitest.mjs')
   const vitestCode = await step(`vitest on Node ${nodeVersion}`, node, [vitest, 'run', ...extra], env)
+  // The whole suite again on Node 24 (the `node` npm package), where users
+  // run it and where `await using` is native syntax.
+  const node24 = path.join(root, 'node_modules', 'node', 'bin', 'node')
+  const vitest24Code = extra.length ? 0 : await step('vitest on Node 24', node24, [vitest, 'run'], env)
   const cargoCode = extra.length ? 0 : await step('cargo test (Rust unit tests)', 'cargo', ['test', '--release', '--quiet'], env)
-  failed = vitestCode || cargoCode
+  failed = vitestCode || vitest24Code || cargoCode
 } finally {
   await stopServer()
 }

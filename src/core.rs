@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::clock::ServerClock;
 use crate::config::{Config, LockRequest};
 use crate::errors::{LockError, LockResult};
+use crate::key::key_text;
 use crate::lock::LockState;
 use crate::logging::LogRoute;
 use crate::refresh;
@@ -164,7 +165,7 @@ impl Core {
     let mut sent = Instant::now();
     let mut acquired = store.insert(id, action, self.clock.now(), ttl).await?;
     if !acquired && store.delete_expired(action, self.clock.now()).await? {
-      tracing::warn!(target: "mongo_locks_native", action = %action, "took over an expired lock");
+      tracing::warn!(target: "mongo_locks_native", action = %key_text(action), "took over an expired lock");
       Stats::bump(&self.stats.taken_over);
       sent = Instant::now();
       acquired = store.insert(id, action, self.clock.now(), ttl).await?;
@@ -202,7 +203,7 @@ impl Core {
       return Err(LockError::Closed);
     }
     Stats::bump(&self.stats.acquired);
-    tracing::debug!(target: "mongo_locks_native", action = %state.action, id = %id, "acquired");
+    tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), id = %id, "acquired");
     Ok(Some(state))
   }
 
@@ -260,7 +261,7 @@ impl Core {
       return Ok(false);
     }
     self.waiters.wake(&state.key);
-    tracing::debug!(target: "mongo_locks_native", action = %state.action, "freed");
+    tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed");
     Ok(deleted == 1)
   }
 
@@ -336,7 +337,7 @@ impl Core {
       Loss::Expired => "its expiry passed without a successful refresh",
     };
     let _enter = self.route.span().entered();
-    tracing::error!(target: "mongo_locks_native", action = %state.action, reason, "lock lost");
+    tracing::error!(target: "mongo_locks_native", action = %key_text(&state.action), reason, "lock lost");
     if let Some(sink) = &self.lost {
       notify_lost(sink, state, reason);
     }

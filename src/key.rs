@@ -55,6 +55,15 @@ pub fn action_from_js(value: &Unknown) -> LockResult<Bson> {
   Ok(top)
 }
 
+/// The key as people read it in logs and messages: a string key as is,
+/// anything else in MongoDB's relaxed JSON-like form.
+pub fn key_text(action: &Bson) -> String {
+  match action {
+    Bson::String(s) => s.clone(),
+    other => other.to_string(),
+  }
+}
+
 /// `mongo-locks`' `makeKey`: arrays go inside `{ _key_array: … }`.
 pub fn wrap_array(array: Bson) -> Document {
   doc! { "_key_array": array }

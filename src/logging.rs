@@ -23,8 +23,10 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::values::describe;
 
+/// A field value as the JS logger gets it: numbers and booleans stay typed.
+type Value = Either3<String, f64, bool>;
 /// One log line on its way to JS: (level, message, fields).
-type Line = (String, String, HashMap<String, String>);
+type Line = (String, String, HashMap<String, Value>);
 type Sink = ThreadsafeFunction<Line, Unknown<'static>, FnArgs<Line>, Status, false, true>;
 
 static SINKS: RwLock<Option<HashMap<u64, Arc<Sink>>>> = RwLock::new(None);
@@ -169,7 +171,7 @@ where
 #[derive(Default)]
 struct Fields {
   message: String,
-  fields: HashMap<String, String>,
+  fields: HashMap<String, Value>,
   manager: Option<u64>,
 }
 
@@ -178,25 +180,37 @@ impl Visit for Fields {
     if field.name() == "manager" {
       self.manager = Some(value);
     } else {
-      self.fields.insert(field.name().to_string(), value.to_string());
+      self.fields.insert(field.name().to_string(), Either3::B(value as f64));
     }
   }
 
+  fn record_i64(&mut self, field: &Field, value: i64) {
+    self.fields.insert(field.name().to_string(), Either3::B(value as f64));
+  }
+
+  fn record_f64(&mut self, field: &Field, value: f64) {
+    self.fields.insert(field.name().to_string(), Either3::B(value));
+  }
+
+  fn record_bool(&mut self, field: &Field, value: bool) {
+    self.fields.insert(field.name().to_string(), Either3::C(value));
+  }
+
   fn record_str(&mut self, field: &Field, value: &str) {
-    self.record(field, value.to_string());
+    self.record_text(field, value.to_string());
   }
 
   fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-    self.record(field, format!("{value:?}"));
+    self.record_text(field, format!("{value:?}"));
   }
 }
 
 impl Fields {
-  fn record(&mut self, field: &Field, value: String) {
+  fn record_text(&mut self, field: &Field, value: String) {
     if field.name() == "message" {
       self.message = value;
     } else {
-      self.fields.insert(field.name().to_string(), value);
+      self.fields.insert(field.name().to_string(), Either3::A(value));
     }
   }
 }

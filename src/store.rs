@@ -8,6 +8,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use std::future::IntoFuture;
+
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::error::ErrorKind;
@@ -135,8 +137,23 @@ impl Store {
       "refreshedAt": now,
       "expiresAt": clock::after(now, ttl),
     };
-    match self.locks.insert_one(lock).await {
-      Ok(_) => Ok(true),
+    let first = self.locks.insert_one(lock.clone()).await;
+    let outcome = match first {
+      Err(e) if is_transient(&e) => {
+        // The first insert may have reached the server before the connection
+        // broke: then the retry meets our own document as a duplicate.
+        match self.locks.insert_one(lock).await {
+          Err(e) if is_duplicate_key(&e) => match self.locks.find_one(doc! { "_id": id }).await {
+            Ok(found) => return Ok(found.is_some()),
+            Err(e) => Err(e),
+          },
+          other => other.map(|_| ()),
+        }
+      }
+      other => other.map(|_| ()),
+    };
+    match outcome {
+      Ok(()) => Ok(true),
       Err(e) if is_duplicate_key(&e) => Ok(false),
       Err(e) => Err(LockError::server("inserting the lock document", &e)),
     }
@@ -145,9 +162,8 @@ impl Store {
   /// Deletes the lock on `action` only if it expired before `now`: the
   /// atomic half of a takeover. `true` when we removed it.
   pub async fn delete_expired(&self, action: &Bson, now: DateTime) -> LockResult<bool> {
-    let res = self
-      .locks
-      .delete_one(doc! { "action": action.clone(), "expiresAt": { "$lt": now } })
+    let filter = doc! { "action": action.clone(), "expiresAt": { "$lt": now } };
+    let res = retry_once(|| self.locks.delete_one(filter.clone()))
       .await
       .map_err(|e| LockError::server("removing an expired lock", &e))?;
     Ok(res.deleted_count == 1)
@@ -156,9 +172,7 @@ impl Store {
   /// Pushes the expiry of each of `ids` to `now + ttl`; returns how many matched.
   pub async fn refresh(&self, ids: &[ObjectId], now: DateTime, ttl: Duration) -> LockResult<u64> {
     let update = doc! { "$set": { "refreshedAt": now, "expiresAt": clock::after(now, ttl) } };
-    let res = self
-      .locks
-      .update_many(by_ids(ids), update)
+    let res = retry_once(|| self.locks.update_many(by_ids(ids), update.clone()))
       .await
       .map_err(|e| LockError::server("refreshing locks", &e))?;
     Ok(res.matched_count)
@@ -166,10 +180,7 @@ impl Store {
 
   /// Which of `ids` still have a document.
   pub async fn existing(&self, ids: &[ObjectId]) -> LockResult<HashSet<ObjectId>> {
-    let cursor = self
-      .locks
-      .find(by_ids(ids))
-      .projection(doc! { "_id": 1 })
+    let cursor = retry_once(|| self.locks.find(by_ids(ids)).projection(doc! { "_id": 1 }))
       .await
       .map_err(|e| LockError::server("checking held locks", &e))?;
     let docs: Vec<Document> = cursor
@@ -181,9 +192,7 @@ impl Store {
 
   /// Deletes lock documents by id; returns how many were deleted.
   pub async fn delete(&self, ids: &[ObjectId]) -> LockResult<u64> {
-    let res = self
-      .locks
-      .delete_many(by_ids(ids))
+    let res = retry_once(|| self.locks.delete_many(by_ids(ids)))
       .await
       .map_err(|e| LockError::server("freeing locks", &e))?;
     Ok(res.deleted_count)
@@ -192,13 +201,17 @@ impl Store {
   /// The next fencing token for `action`: a per-key counter, incremented
   /// atomically (created at 1 on first use).
   pub async fn next_fencing_token(&self, action: &Bson) -> LockResult<i64> {
-    let counter = self
-      .fencing
-      .find_one_and_update(doc! { "_id": action.clone() }, doc! { "$inc": { "token": 1_i64 } })
-      .upsert(true)
-      .return_document(ReturnDocument::After)
-      .await
-      .map_err(|e| LockError::server("taking a fencing token", &e))?;
+    // A retry after a broken connection may skip a number: tokens only
+    // need to increase.
+    let counter = retry_once(|| {
+      self
+        .fencing
+        .find_one_and_update(doc! { "_id": action.clone() }, doc! { "$inc": { "token": 1_i64 } })
+        .upsert(true)
+        .return_document(ReturnDocument::After)
+    })
+    .await
+    .map_err(|e| LockError::server("taking a fencing token", &e))?;
     let token = counter.as_ref().and_then(|d| match d.get("token") {
       Some(Bson::Int64(n)) => Some(*n),
       Some(Bson::Int32(n)) => Some(*n as i64),
@@ -214,9 +227,7 @@ impl Store {
   /// Records `token` on our lock document; `false` if the document is gone
   /// (we lost the lock before the token was ours).
   pub async fn record_fencing_token(&self, id: ObjectId, token: i64) -> LockResult<bool> {
-    let res = self
-      .locks
-      .update_one(doc! { "_id": id }, doc! { "$set": { "fencingToken": token } })
+    let res = retry_once(|| self.locks.update_one(doc! { "_id": id }, doc! { "$set": { "fencingToken": token } }))
       .await
       .map_err(|e| LockError::server("recording a fencing token", &e))?;
     Ok(res.matched_count == 1)
@@ -258,6 +269,26 @@ async fn sync_clock(client: &Client, clock: &ServerClock) -> LockResult<Hello> {
       tracing::warn!(target: "mongo_locks_native", "the server's hello has no localTime; expiry uses this machine's clock");
       Ok(Hello { replicated })
     }
+  }
+}
+
+/// A connection that broke under an operation (typically: the server
+/// restarted and the pool still held connections to the old process).
+fn is_transient(e: &mongodb::error::Error) -> bool {
+  matches!(e.kind.as_ref(), ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. })
+    || e.contains_label("RetryableWriteError")
+}
+
+/// Runs an idempotent operation, and once more if the connection broke
+/// under it. (The driver's retryable writes only exist on replica sets.)
+async fn retry_once<T, F, Fut>(op: F) -> mongodb::error::Result<T>
+where
+  F: Fn() -> Fut,
+  Fut: IntoFuture<Output = mongodb::error::Result<T>>,
+{
+  match op().await {
+    Err(e) if is_transient(&e) => op().await,
+    other => other,
   }
 }
 

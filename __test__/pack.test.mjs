@@ -1,0 +1,158 @@
+// The package as npm publishes it: `npm pack`, install the tarball into a
+// fresh project outside the repo (no Rust there, the prebuilt addon is in the
+// tarball), then use it by name from there, in both module systems.
+import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from 'vitest'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readdirSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { root, runNode, node24, freshCollection, mongoUrl } from './support.mjs'
+
+/** Runs npm (the one next to this Node) and returns its stdout; throws with its output on failure. */
+function npm(args, cwd) {
+  const run = spawnSync('npm', args, { cwd, encoding: 'utf8', env: { ...process.env, npm_config_update_notifier: 'false' } })
+  if (run.status !== 0) throw new Error(`npm ${args.join(' ')} failed (${run.status}):\n${run.stdout}\n${run.stderr}`)
+  return run.stdout
+}
+
+// Exactly what a user installs: anything else (sources, tests, build output) is a leak.
+const EXPECTED_FILES = [
+  'LICENSE',
+  'README.md',
+  'binding.js',
+  'hapi.d.ts',
+  'hapi.js',
+  'index.d.ts',
+  'index.js',
+  'mongo-locks-native.linux-x64-gnu.node',
+  'package.json',
+]
+
+const NAMES = ['LockManager', 'Lock', 'MongoLocksError', 'acquireLock', 'requireLock']
+const CJS_CHECK = `
+const m = require('mongo-locks-native')
+const { plugin } = require('mongo-locks-native/hapi')
+const pkg = require('mongo-locks-native/package.json')
+console.log(JSON.stringify({
+  path: require.resolve('mongo-locks-native'),
+  exports: ${JSON.stringify(NAMES)}.map((n) => typeof m[n]),
+  plugin: [plugin.name, plugin.version === pkg.version, typeof plugin.register],
+}))
+`
+const ESM_CHECK = `
+import { ${NAMES.join(', ')} } from 'mongo-locks-native'
+import lib from 'mongo-locks-native'
+import { plugin } from 'mongo-locks-native/hapi'
+console.log(JSON.stringify({
+  path: import.meta.resolve('mongo-locks-native'),
+  exports: [${NAMES.join(', ')}].map((v) => typeof v),
+  sameAsRequire: lib.LockManager === LockManager,
+  plugin: plugin.name,
+}))
+`
+// Takes a lock in the test's collection and exits holding it, so the test
+// can find the document the installed copy wrote.
+const LOCK_CHECK = `
+const { LockManager } = require('mongo-locks-native')
+const [uri, dbName, collectionName] = process.argv.slice(2)
+const locker = new LockManager({ dbName, collectionName }, { uri })
+;(async () => {
+  const lock = await locker.lock('installed-from-tarball')
+  const again = await locker.lock('installed-from-tarball')
+  console.log(JSON.stringify({ locked: lock.locked, id: lock.id, again }))
+  process.exit(0)
+})().catch((err) => { console.error(err); process.exit(1) })
+`
+
+// A TypeScript user of the main entry: @types/node (the repo's, as any Node
+// backend has it), no @hapi/hapi, skipLibCheck off: the shipped index.d.ts
+// must not need anything else.
+const TS_CHECK = `
+import { LockManager, type Lock } from 'mongo-locks-native'
+export async function use(locker: LockManager): Promise<boolean> {
+  await using lock: Lock | null = await locker.lock('k')
+  return lock?.locked ?? false
+}
+`
+const TS_CONFIG = {
+  compilerOptions: {
+    strict: true, noEmit: true, target: 'ES2022', module: 'nodenext', lib: ['es2022', 'esnext.disposable'], skipLibCheck: false,
+    typeRoots: [path.join(root, 'node_modules', '@types')], types: ['node'],
+  },
+  files: ['use.ts'],
+}
+
+describe('npm package', () => {
+  let tmp, tarball, packed, project
+
+  beforeAll(() => {
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'mongo-locks-native-pack-'))
+    const [info] = JSON.parse(npm(['pack', '--json', '--pack-destination', tmp], root))
+    packed = info
+    tarball = path.join(tmp, info.filename)
+    project = path.join(tmp, 'app')
+    mkdirSync(project)
+    npm(['init', '-y'], project)
+    npm(['install', tarball, '--no-audit', '--no-fund', '--offline'], project)
+    writeFileSync(path.join(project, 'check.cjs'), CJS_CHECK)
+    writeFileSync(path.join(project, 'check.mjs'), ESM_CHECK)
+    writeFileSync(path.join(project, 'lock.cjs'), LOCK_CHECK)
+    writeFileSync(path.join(project, 'use.ts'), TS_CHECK)
+    writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify(TS_CONFIG))
+  }, 120_000)
+
+  afterAll(() => {
+    if (tmp) rmSync(tmp, { recursive: true, force: true })
+  })
+
+  it('contains exactly the runtime files', () => {
+    expect(packed.name).toBe('mongo-locks-native')
+    expect(packed.files.map((f) => f.path).sort()).toEqual(EXPECTED_FILES)
+  })
+
+  it('installs outside the repo with no Rust build', () => {
+    expect(path.relative(root, project).startsWith('..')).toBe(true)
+    const installed = readdirSync(path.join(project, 'node_modules', 'mongo-locks-native')).sort()
+    expect(installed).toEqual(EXPECTED_FILES)
+  })
+
+  for (const [label, node] of [['this Node', process.execPath], ['Node 24', node24]]) {
+    it(`loads with require() on ${label}, from the installed copy`, async () => {
+      const run = await runNode(path.join(project, 'check.cjs'), [], { node })
+      expect(run.code, run.stderr).toBe(0)
+      const seen = JSON.parse(run.stdout)
+      expect(seen.path).toBe(path.join(project, 'node_modules', 'mongo-locks-native', 'index.js'))
+      expect(seen.exports).toEqual(NAMES.map(() => 'function'))
+      expect(seen.plugin).toEqual(['mongo-locks-native', true, 'function'])
+    })
+
+    it(`loads with import on ${label}, from the installed copy`, async () => {
+      const run = await runNode(path.join(project, 'check.mjs'), [], { node })
+      expect(run.code, run.stderr).toBe(0)
+      const seen = JSON.parse(run.stdout)
+      expect(seen.path).toContain('/app/node_modules/mongo-locks-native/index.js')
+      expect(seen).toMatchObject({ exports: NAMES.map(() => 'function'), sameAsRequire: true, plugin: 'mongo-locks-native' })
+    })
+  }
+
+  it('ships main-entry types that compile for a TypeScript user on their own', () => {
+    const run = spawnSync(path.join(root, 'node_modules', '.bin', 'tsc'), ['-p', project], { cwd: project, encoding: 'utf8' })
+    expect(`${run.stdout}${run.stderr}`).toBe('')
+    expect(run.status).toBe(0)
+  })
+
+  describe('against the test server', () => {
+    let ctx
+    beforeEach(async () => { ctx = await freshCollection('pack') })
+    afterEach(async () => { await ctx.close() })
+
+    it('new LockManager(…) and lock() work from the installed copy', async () => {
+      const run = await runNode(path.join(project, 'lock.cjs'), [mongoUrl(), ctx.db.databaseName, ctx.name])
+      expect(run.code, run.stderr).toBe(0)
+      const seen = JSON.parse(run.stdout)
+      expect(seen).toMatchObject({ locked: true, again: null })
+      const doc = await ctx.collection.findOne({ action: 'installed-from-tarball' })
+      expect(doc._id.toHexString()).toBe(seen.id)
+    })
+  })
+})

@@ -1,0 +1,145 @@
+// The package used the way the seed backends use mongo-locks, type-checked
+// (never run) by __test__/types.test.mjs. `expectType<Exactly<…>>()` pins a
+// type exactly, so a declaration loosened to `any` fails here too.
+import { server as hapiServer } from '@hapi/hapi'
+import type { Request, ResponseToolkit } from '@hapi/hapi'
+import { MongoClient } from 'mongodb'
+import {
+  LockManager,
+  MongoLocksError,
+  acquireLock,
+  requireLock,
+  type Lock,
+  type LockStats,
+  type LockManagerOptions,
+  type ConnectOptions,
+} from 'mongo-locks-native'
+import { plugin as mongoLocksPlugin } from 'mongo-locks-native/hapi'
+import * as mongoLocksModule from 'mongo-locks-native/hapi'
+import type { MongoLocksPluginOptions } from 'mongo-locks-native/hapi'
+
+type Exactly<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
+function expectType<T extends true>(): void {}
+
+// What a backend writes in its own typings when it wires the locker by hand;
+// it must agree with the augmentation hapi.d.ts ships.
+declare module '@hapi/hapi' {
+  interface Server {
+    locker: LockManager
+  }
+  interface Request {
+    locker: LockManager
+  }
+}
+
+// hapi-pino's request.logger is a pino Logger; this is pino's LogFn shape.
+interface LogFn {
+  <T extends object>(obj: T, msg?: string, ...args: unknown[]): void
+  (obj: unknown, msg?: string, ...args: unknown[]): void
+  (msg: string, ...args: unknown[]): void
+}
+interface PinoLike {
+  debug: LogFn
+  info: LogFn
+  warn: LogFn
+  error: LogFn
+}
+declare const logger: PinoLike
+
+export async function registration(mongoUrl: string): Promise<void> {
+  const server = hapiServer({ port: 0 })
+
+  const urlOptions: MongoLocksPluginOptions = { mongoUrl, databaseName: 'app', ttlMs: 30_000, refreshMs: 5_000 }
+  await server.register({ plugin: mongoLocksPlugin, options: urlOptions })
+
+  // A backend keeping its own MongoDB plugin passes its collection instead.
+  const client = await MongoClient.connect(mongoUrl)
+  const other = hapiServer()
+  const registered = await other.register({
+    plugin: mongoLocksPlugin,
+    options: { collection: client.db('app').collection('mongo-locks'), serverSelectionTimeoutMs: 2_000 },
+  })
+  expectType<Exactly<typeof registered.locker, LockManager>>()
+  // The module as `require('mongo-locks-native/hapi')` gives it.
+  await hapiServer().register({ plugin: mongoLocksModule, options: { mongoUrl, databaseName: 'app', collection: 'locks' } })
+
+  expectType<Exactly<typeof mongoLocksPlugin.name, 'mongo-locks-native'>>()
+  expectType<Exactly<typeof server.locker, LockManager>>()
+}
+
+// The guide's traditional pattern, in a route handler.
+export async function handler(request: Request, h: ResponseToolkit) {
+  const lock = await request.locker.lock(`bank-details-${request.params.organisationId}`)
+  expectType<Exactly<typeof lock, Lock | null>>()
+  if (!lock) {
+    return h.response({ status: 'locked', retry: true }).code(409)
+  }
+  try {
+    expectType<Exactly<typeof lock.locked, boolean>>()
+    expectType<Exactly<typeof lock.id, string>>()
+    expectType<Exactly<typeof lock.action, unknown>>()
+    expectType<Exactly<Awaited<ReturnType<Lock['refresh']>>, boolean>>()
+    return { success: true }
+  } finally {
+    const freed: boolean = await lock.free()
+    void freed
+  }
+}
+
+// `await using` and `using` (ES2022 with esnext.disposable).
+export async function doStuff(server: { locker: LockManager }) {
+  await using lock = await server.locker.lock('unique-resource-name')
+  if (!lock) return
+  {
+    using quick = await server.locker.lock('quick')
+    void quick
+  }
+}
+
+// The seed helpers, with a pino logger and with a mocked locker.
+export async function helpers(request: Request) {
+  const maybe = await acquireLock(request.locker, `payment-${request.params.id}`, request.logger)
+  expectType<Exactly<typeof maybe, Lock | null>>()
+  await acquireLock(request.locker, 'no-logger')
+  await acquireLock(request.locker, 'null-logger', null)
+  const sure = await requireLock(request.locker, ['critical', 1])
+  expectType<Exactly<typeof sure, Lock>>()
+  await sure.free()
+  const mockLocker = { lock: async (_resource: string) => ({ free: async () => undefined }) }
+  await acquireLock(mockLocker, 'mocked', console)
+}
+declare module '@hapi/hapi' {
+  interface Request {
+    logger: PinoLike
+  }
+}
+
+// The constructor and connect(), their options, errors, stats and ping.
+export async function manager(mongoUrl: string) {
+  const client = await MongoClient.connect(mongoUrl)
+  const options: LockManagerOptions = { ttlMs: 60_000, refreshMs: 10_000, serverSelectionTimeoutMs: 5_000, uri: mongoUrl, logger }
+  const locker = new LockManager(client.db('app').collection('mongo-locks'), options)
+  new LockManager(client.db('app').collection('other'), { logger: console, writeConcern: 'majority' })
+  const connectOptions: ConnectOptions = { database: 'app', collection: 'mongo-locks', ttlMs: 30_000, logger: { warn: (fields: object, message: string) => console.warn(fields, message) } }
+  const connected = await LockManager.connect(mongoUrl, connectOptions)
+  expectType<Exactly<typeof connected, LockManager>>()
+
+  const stats = locker.stats()
+  expectType<Exactly<typeof stats, LockStats>>()
+  const counters: number[] = [stats.held, stats.acquired, stats.contended, stats.takenOver, stats.lost, stats.refreshes, stats.refreshCommands, stats.errors]
+  const rtt: number = await locker.ping()
+
+  try {
+    await locker.lock({ resource: 'doc', id: 7 })
+    await locker.lock(42)
+  } catch (err) {
+    if (err instanceof MongoLocksError) {
+      expectType<Exactly<typeof err.code, number | undefined>>()
+      const name: 'MongoLocksError' = err.name
+      void name
+    }
+  }
+  const closed: void = await locker.close()
+  await connected.close()
+  return { counters, rtt, closed }
+}

@@ -1,0 +1,24 @@
+import Hapi from '@hapi/hapi'
+import { plugin as mongoLocks } from 'mongo-locks-native/hapi'
+import { logging } from './common/helpers/logging.mjs'
+import { routes } from './routes/index.mjs'
+
+/**
+ * The server, not started. Settings default to the environment (MONGO_URL,
+ * MONGO_DATABASE, PORT); tests pass their own.
+ */
+export async function createServer({
+  mongoUrl = process.env.MONGO_URL,
+  databaseName = process.env.MONGO_DATABASE ?? 'example',
+  locksCollection = 'mongo-locks',
+  port = Number(process.env.PORT ?? 3000),
+  logger,
+} = {}) {
+  const server = Hapi.server({ port })
+  // Logging first, so the locker's own logs (takeovers, lost locks) reach it.
+  await server.register({ plugin: logging, options: { logger } })
+  // Decorates server.locker and request.locker; server.stop() frees held locks.
+  await server.register({ plugin: mongoLocks, options: { mongoUrl, databaseName, collection: locksCollection } })
+  server.route(routes)
+  return server
+}

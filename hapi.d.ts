@@ -1,0 +1,52 @@
+// Types of `mongo-locks-native/hapi` (hand-written; hapi.js is the plugin).
+import type { NamedPlugin } from '@hapi/hapi'
+import type { LockManager, LockManagerOptions, MongoCollectionLike } from './index.js'
+
+/** The LockManager options the plugin passes through (it supplies `logger` itself). */
+export type MongoLocksPluginLockerOptions = Pick<LockManagerOptions, 'ttlMs' | 'refreshMs' | 'serverSelectionTimeoutMs' | 'writeConcern'>
+
+/** The plugin connects on its own: `LockManager.connect(mongoUrl, …)`. */
+export interface MongoLocksPluginUrlOptions extends MongoLocksPluginLockerOptions {
+  /** MongoDB connection string. */
+  mongoUrl: string
+  /** The database holding the lock collection. */
+  databaseName: string
+  /** The lock collection's name (default `'mongo-locks'`). */
+  collection?: string
+}
+
+/** The plugin reuses a collection from the backend's own MongoDB client (its URL; the locker keeps its own pool). */
+export interface MongoLocksPluginCollectionOptions extends MongoLocksPluginLockerOptions {
+  /** A Node `mongodb` driver Collection (driver 4 to 7), from `db.collection(name)`. */
+  collection: MongoCollectionLike
+  mongoUrl?: never
+  databaseName?: never
+}
+
+export type MongoLocksPluginOptions = MongoLocksPluginUrlOptions | MongoLocksPluginCollectionOptions
+
+/** What the plugin adds to the server (also declared on `Server` and `Request` below). */
+export interface MongoLocksDecorations {
+  locker: LockManager
+}
+
+/**
+ * `await server.register({ plugin, options })`: decorates `server.locker` and
+ * `request.locker` with one LockManager, logs through `server.logger`
+ * (hapi-pino) or `server.log`, and closes the locker when the server stops.
+ */
+export declare const plugin: NamedPlugin<MongoLocksPluginOptions, MongoLocksDecorations> & {
+  name: 'mongo-locks-native'
+  version: string
+}
+
+declare module '@hapi/hapi' {
+  interface Server {
+    /** The lock manager of `mongo-locks-native/hapi`. */
+    locker: LockManager
+  }
+  interface Request {
+    /** The same lock manager as `server.locker`. */
+    locker: LockManager
+  }
+}

@@ -1,0 +1,133 @@
+'use strict'
+// The Hapi plugin (`mongo-locks-native/hapi`): one LockManager per server,
+// decorated as `server.locker` and `request.locker` the way backends wired
+// `mongo-locks` by hand, logging through the server's logger, closed (its
+// held locks freed) when the server stops.
+
+const { name, version } = require('./package.json')
+
+// Required on first registration, not at load time: index.js re-exports this
+// plugin, and a top-level require here would let either module see the other
+// half-initialised, whichever is loaded first.
+const library = () => require('./index.js')
+
+/** Plugin options passed straight to the LockManager (it checks their values). */
+const LOCKER_OPTIONS = ['ttlMs', 'refreshMs', 'serverSelectionTimeoutMs', 'writeConcern']
+const KNOWN_OPTIONS = ['mongoUrl', 'databaseName', 'collection', ...LOCKER_OPTIONS]
+const LEVELS = ['debug', 'info', 'warn', 'error']
+
+function describe(value) {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`
+  if (typeof value === 'object') return `an object with keys [${Object.keys(value).join(', ')}]`
+  return `${typeof value} ${String(value)}`
+}
+
+function fail(message) {
+  throw new TypeError(`${name}: ${message}`)
+}
+
+function isNonEmptyString(value) {
+  return typeof value === 'string' && value !== ''
+}
+
+/** Duck-typed like the LockManager constructor does: what a driver Collection has. */
+function isDriverCollection(value) {
+  return typeof value === 'object' && value !== null &&
+    isNonEmptyString(value.collectionName) && isNonEmptyString(value.dbName)
+}
+
+/**
+ * Checks the plugin options and says how to build the locker:
+ * `{ collection }` (a driver Collection) or `{ mongoUrl, databaseName, collectionName }`,
+ * each with `lockerOptions`.
+ */
+function readOptions(options) {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    fail(`plugin options must be an object with mongoUrl and databaseName, or with a driver collection; got ${describe(options)}`)
+  }
+  const unknown = Object.keys(options).filter((key) => !KNOWN_OPTIONS.includes(key))
+  if (unknown.length) {
+    fail(`unknown plugin option ${unknown.map((k) => JSON.stringify(k)).join(', ')}; expected some of ${KNOWN_OPTIONS.join(', ')}`)
+  }
+  const { mongoUrl, databaseName, collection } = options
+  const lockerOptions = {}
+  for (const key of LOCKER_OPTIONS) if (options[key] !== undefined) lockerOptions[key] = options[key]
+
+  if (mongoUrl === undefined) {
+    if (collection === undefined) {
+      fail('plugin options need either mongoUrl (with databaseName) or collection (a MongoDB driver Collection, from db.collection(name)); got neither')
+    }
+    if (!isDriverCollection(collection)) {
+      const hint = typeof collection === 'string' ? ' (a collection name needs mongoUrl and databaseName too)' : ''
+      fail(`options.collection must be a MongoDB driver Collection (from db.collection(name))${hint}; got ${describe(collection)}`)
+    }
+    if (databaseName !== undefined) {
+      fail(`options.databaseName is only used with mongoUrl; the collection ${JSON.stringify(collection.collectionName)} already belongs to database ${JSON.stringify(collection.dbName)}`)
+    }
+    return { collection, lockerOptions }
+  }
+
+  if (!isNonEmptyString(mongoUrl)) {
+    fail(`options.mongoUrl must be a non-empty MongoDB connection string; got ${describe(mongoUrl)}`)
+  }
+  if (isDriverCollection(collection)) {
+    fail(`pass either mongoUrl or a driver collection, not both; got mongoUrl and the collection ${JSON.stringify(collection.collectionName)}`)
+  }
+  if (!isNonEmptyString(databaseName)) {
+    fail(`options.databaseName must be a non-empty string (the database holding the locks) when mongoUrl is given; got ${describe(databaseName)}`)
+  }
+  if (collection !== undefined && !isNonEmptyString(collection)) {
+    fail(`options.collection must be a non-empty collection name when mongoUrl is given (default 'mongo-locks'); got ${describe(collection)}`)
+  }
+  return { mongoUrl, databaseName, collectionName: collection, lockerOptions }
+}
+
+/**
+ * The `logger` handed to the LockManager, which calls `logger[level](fields, message)`.
+ * It looks for `server.logger` at each call rather than at registration, so it
+ * does not matter whether hapi-pino is registered before or after this plugin.
+ */
+function serverLogger(server) {
+  const log = (level) => (fields, message) => {
+    const target = server.logger
+    if (typeof target === 'object' && target !== null && LEVELS.some((l) => typeof target[l] === 'function')) {
+      // A pino-style logger (hapi-pino's): one without this level does not want it.
+      if (typeof target[level] === 'function') target[level](fields, message)
+      return
+    }
+    server.log([name, level], { message, ...fields })
+  }
+  return Object.fromEntries(LEVELS.map((level) => [level, log(level)]))
+}
+
+async function register(server, options) {
+  const settings = readOptions(options)
+  const { LockManager } = library()
+  const logger = serverLogger(server)
+  const locker = settings.collection
+    ? new LockManager(settings.collection, { ...settings.lockerOptions, logger })
+    // connect() waits for the server: a backend should not start without its locks.
+    : await LockManager.connect(settings.mongoUrl, {
+      database: settings.databaseName,
+      collection: settings.collectionName,
+      ...settings.lockerOptions,
+      logger,
+    })
+
+  try {
+    server.decorate('server', 'locker', locker)
+    server.decorate('request', 'locker', () => locker, { apply: true })
+    // onPostStop is awaited by server.stop(); the 'stop' event is not.
+    server.ext('onPostStop', () => locker.close())
+  } catch (err) {
+    // e.g. `locker` already decorated by a hand-written MongoDB plugin.
+    await locker.close()
+    throw err
+  }
+}
+
+const plugin = { name, version, register }
+
+module.exports = { plugin }
