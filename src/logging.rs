@@ -104,7 +104,10 @@ pub fn sink_from_js(env: &Env, logger: &Unknown) -> crate::errors::LockResult<Ar
         let method: Unknown = logger.get_named_property(&level)?;
         if method.get_type()? == ValueType::Function {
           let method: Function<FnArgs<(Unknown, String)>, Unknown> = unsafe { method.cast()? };
-          method.apply(logger, FnArgs::from((fields, message)))?;
+          // bind + call, not apply: call takes the exception out of the
+          // engine, where apply would leave it pending to resurface as
+          // an uncaught exception.
+          method.bind(logger)?.call(FnArgs::from((fields, message)))?;
         }
         Ok(())
       })();
