@@ -42,7 +42,9 @@ try {
   const node24 = path.join(root, 'node_modules', 'node', 'bin', 'node')
   const vitest24Code = extra.length ? 0 : await step('vitest on Node 24', node24, [vitest, 'run'], env)
   const cargoCode = extra.length ? 0 : await step('cargo test (Rust unit tests)', 'cargo', ['test', '--release', '--quiet'], env)
-  failed = vitestCode || vitest24Code || cargoCode
+  // A smoke run of the benchmark, to keep it working: a crash fails, a timing never does.
+  const benchCode = extra.length ? 0 : await step('benchmark smoke (npm run bench -- --quick)', node, [path.join(root, 'benchmark', 'bench.mjs'), '--quick'], env)
+  failed = vitestCode || vitest24Code || cargoCode || benchCode
 } finally {
   await stopServer()
 }

@@ -52,6 +52,12 @@ impl Store {
     if let Some(timeout) = config.server_selection_timeout {
       options.server_selection_timeout = Some(timeout);
     }
+    // The Node driver's default pool is 100 connections, the Rust driver's
+    // 10: with many concurrent lock calls, 10 queue up. Match Node unless
+    // the connection string says otherwise.
+    if options.max_pool_size.is_none() {
+      options.max_pool_size = Some(100);
+    }
     if options.app_name.is_none() {
       options.app_name = Some("mongo-locks-native".to_string());
     }

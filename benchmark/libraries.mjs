@@ -1,0 +1,100 @@
+// The two libraries under test behind one interface, so every scenario is
+// written once and runs unchanged on both:
+//
+//   lock(key)               one attempt: a lock with free(), or null
+//   lockWaiting(key, ms)    the library's own way to wait for a key (one call)
+//   ping()                  one server round trip on the library's own driver
+//   refreshCounters()       { commands, lockRefreshes } sent by the background refresh
+//   close()                 closes everything and drops the scenario's collection
+import { MongoClient } from 'mongodb'
+import { createRequire } from 'node:module'
+import { stockLockManager } from '../scripts/stock-mongo-locks.mjs'
+import { sleep } from './stats.mjs'
+
+export const DATABASE = 'mongo-locks-native-bench'
+export const LIBRARIES = ['ours', 'stock']
+export const LABELS = { ours: 'mongo-locks-native', stock: 'mongo-locks 3.2' }
+
+const require = createRequire(import.meta.url)
+
+/**
+ * The addon, loaded late (only in the processes that use it). A rebuild
+ * replaces the .node file in place, so a load can fail for a moment: wait
+ * and try again rather than report a broken benchmark.
+ */
+async function loadAddon() {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return require('../index.js')
+    } catch (error) {
+      if (attempt >= 3) throw error
+      console.error(`[bench] loading the addon failed (${error.message}); a rebuild may be in progress, retrying in 30 s`)
+      await sleep(30_000)
+    }
+  }
+}
+
+/**
+ * Opens `library` on a fresh collection. `monitorCommands` turns on the
+ * Node driver's command events (to count stock's refresh updates); it is
+ * off otherwise because it slows down every command of the Node driver.
+ */
+export async function openLibrary(library, { url, collectionName, oursOptions, monitorCommands = false }) {
+  const client = await MongoClient.connect(url, { monitorCommands })
+  const db = client.db(DATABASE)
+  const collection = db.collection(collectionName)
+  const dropAndClose = async () => {
+    await collection.drop().catch(() => {})
+    await client.close()
+  }
+  try {
+    return library === 'ours'
+      ? await openOurs({ collection, oursOptions, dropAndClose })
+      : await openStock({ client, db, collection, dropAndClose })
+  } catch (error) {
+    await dropAndClose()
+    throw error
+  }
+}
+
+async function openOurs({ collection, oursOptions, dropAndClose }) {
+  const { LockManager } = await loadAddon()
+  const locker = oursOptions ? new LockManager(collection, oursOptions) : new LockManager(collection)
+  return {
+    library: 'ours',
+    notes: [],
+    lock: (key) => locker.lock(key),
+    lockWaiting: (key, waitMs) => locker.lock(key, { waitMs }),
+    ping: () => locker.ping(),
+    refreshCounters() {
+      const { refreshCommands, refreshes } = locker.stats()
+      return { commands: refreshCommands, lockRefreshes: refreshes }
+    },
+    stats: () => locker.stats(),
+    async close() {
+      await locker.close()
+      await dropAndClose()
+    },
+  }
+}
+
+async function openStock({ client, db, collection, dropAndClose }) {
+  const { locker, ttlDropped } = await stockLockManager(db, collection)
+  // Stock refreshes each lock with its own updateOne; nothing else it does
+  // in these scenarios sends an `update` command.
+  let updates = 0
+  client.on('commandStarted', (event) => {
+    if (event.commandName === 'update') updates++
+  })
+  return {
+    library: 'stock',
+    notes: ttlDropped ? ['ttlDropped'] : [],
+    lock: (key) => locker.lock(key),
+    // mongo-locks cannot wait: one attempt, and the caller's retry loop does the rest.
+    lockWaiting: (key) => locker.lock(key),
+    ping: () => db.command({ ping: 1 }),
+    refreshCounters: () => ({ commands: updates, lockRefreshes: updates }),
+    stats: () => null,
+    close: dropAndClose,
+  }
+}

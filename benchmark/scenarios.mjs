@@ -1,0 +1,273 @@
+// The five scenarios, each written once against the interface of
+// libraries.mjs. Each resolves to { metrics, notes }: metrics are flat
+// numbers (null when not measurable), notes are short remarks for the report.
+import { performance } from 'node:perf_hooks'
+import { percentile, pool, sleep } from './stats.mjs'
+
+const now = () => performance.now()
+let keyCounter = 0
+/** A key no other lock of this process has used. */
+const freshKey = (prefix) => `${prefix}-${process.pid}-${keyCounter++}`
+
+/** One lock() on a fresh key; fails loudly on null, since nobody else holds it. */
+async function lockFresh(lib, prefix) {
+  const lock = await lib.lock(freshKey(prefix))
+  if (!lock) throw new Error(`lock() on a fresh key returned null (${lib.library})`)
+  return lock
+}
+
+/** One lock() + free() on a fresh key; resolves true (for errorTally().attempt). */
+async function lockAndFree(lib, prefix) {
+  await (await lockFresh(lib, prefix)).free()
+  return true
+}
+
+/**
+ * Server errors under load, counted instead of ending the scenario: a
+ * loaded FerretDB (SQLite backend) answers some writes with SQLITE_BUSY,
+ * and that is worth reporting next to the numbers rather than losing them.
+ */
+function errorTally() {
+  return {
+    count: 0,
+    first: null,
+    /** Runs `task`; on failure counts it and resolves `undefined`. */
+    async attempt(task) {
+      try {
+        return await task()
+      } catch (error) {
+        this.count++
+        this.first ??= error?.message ?? String(error)
+        return undefined
+      }
+    },
+    notes(what) {
+      return this.count ? [`${this.count} ${what} failed (first: ${this.first.slice(0, 200)})`] : []
+    },
+  }
+}
+
+/**
+ * Connects and warms both the driver and the server before measuring: the
+ * first lock() waits for the indexes, and pools open connections lazily.
+ */
+export async function warmUp(lib) {
+  await lib.ping()
+  await pool(32, 8, () => lockAndFree(lib, 'warm'))
+}
+
+/** 1. One client: lock(freshKey) + free(), and the two-ping floor, interleaved. */
+export async function uncontended(lib, { iterations }) {
+  const pairs = []
+  const floors = []
+  for (let i = 0; i < iterations; i++) {
+    let t = now()
+    await lockAndFree(lib, 'lat')
+    pairs.push(now() - t)
+    // Interleaved so that drift hits the floor and the latency alike.
+    t = now()
+    await lib.ping()
+    await lib.ping()
+    floors.push(now() - t)
+  }
+  const p50Ms = percentile(pairs, 50)
+  const floorP50Ms = percentile(floors, 50)
+  return {
+    metrics: { p50Ms, p99Ms: percentile(pairs, 99), floorP50Ms, p50OverFloor: p50Ms / floorP50Ms },
+    notes: [],
+  }
+}
+
+/** 2. `loops` concurrent acquire/free loops on distinct keys for `durationMs`. */
+export async function throughput(lib, { loops, durationMs }) {
+  let pairs = 0
+  const errors = errorTally()
+  const start = now()
+  const deadline = start + durationMs
+  await Promise.all(Array.from({ length: loops }, async () => {
+    while (now() < deadline) {
+      if (await errors.attempt(() => lockAndFree(lib, 'tp'))) pairs++
+    }
+  }))
+  return { metrics: { pairsPerSec: (pairs / (now() - start)) * 1000 }, notes: errors.notes('acquire+free pairs') }
+}
+
+/** The seed's retry-with-backoff pause after a failed attempt. */
+const backoffMs = (attempt) => Math.min(2 ** attempt * 5, 100) * (0.5 + Math.random())
+
+/**
+ * Waits for `key`: the library's own wait (ours: lock(key, { waitMs })),
+ * and, if that gives up with null, the seed's retry-with-backoff loop.
+ */
+async function acquireWaiting(lib, key, waitMs, counts) {
+  const lock = await lib.lockWaiting(key, waitMs)
+  if (lock) return lock
+  counts.fallbacks++
+  // A key that never frees up (a holder whose free() failed) must not hang the benchmark.
+  const giveUp = now() + 2 * waitMs
+  for (let attempt = 0; ; attempt++) {
+    if (now() > giveUp) throw new Error(`no hand-over of ${key} within ${(2 * waitMs) / 1000} s (${lib.library})`)
+    await sleep(backoffMs(attempt))
+    const retry = await lib.lock(key)
+    if (retry) return retry
+  }
+}
+
+/** 3. `waiters` tasks take one key `rounds` times each, holding it `holdMs`. */
+export async function contention(lib, { waiters, rounds, holdMs, waitMs }) {
+  const key = freshKey('hot')
+  const waits = []
+  const counts = { fallbacks: 0 }
+  const start = now()
+  await Promise.all(Array.from({ length: waiters }, async () => {
+    for (let round = 0; round < rounds; round++) {
+      const asked = now()
+      const lock = await acquireWaiting(lib, key, waitMs, counts)
+      waits.push(now() - asked)
+      await sleep(holdMs)
+      await lock.free()
+    }
+  }))
+  const elapsed = now() - start
+  const notes = []
+  if (lib.library === 'ours' && counts.fallbacks > 0) {
+    notes.push(`lock(key, { waitMs: ${waitMs} }) returned null ${counts.fallbacks} of ${waits.length} times; ` +
+      'those waiters fell back to the retry-with-backoff loop')
+  }
+  return {
+    metrics: {
+      handoversPerSec: (waits.length / elapsed) * 1000,
+      waitP50Ms: percentile(waits, 50),
+      waitP99Ms: percentile(waits, 99),
+    },
+    notes,
+    raw: { fallbacks: counts.fallbacks, acquisitions: waits.length },
+  }
+}
+
+/** Heap and RSS after a full collection (when --expose-gc gave us gc()). */
+function memory() {
+  if (globalThis.gc) {
+    globalThis.gc()
+    globalThis.gc()
+  }
+  const { heapUsed, rss } = process.memoryUsage()
+  return { heapUsed, rss }
+}
+
+/** Live libuv handles/requests and, among them, timers. */
+function resources() {
+  const info = process.getActiveResourcesInfo()
+  return { all: info.length, timeouts: info.filter((name) => name === 'Timeout').length }
+}
+
+/**
+ * 4. Holds `locks` locks and counts what the background refresh sends
+ * during a window of two refresh intervals, then frees them. The window
+ * opens one interval after the last acquisition, so that it sees the
+ * steady state (ours does not refresh a lock in the tick right after it
+ * was taken). `stockIntervalMs` is mongo-locks' fixed refresh period; when
+ * the window is shorter, its refresh figures are not measurable (null).
+ */
+export async function holding(lib, { locks, concurrency, windowMs, intervalMs, stockIntervalMs }) {
+  const notes = []
+  if (!globalThis.gc) notes.push('gc() unavailable (run with --expose-gc): memory deltas include garbage')
+  const acquireErrors = errorTally()
+  const freeErrors = errorTally()
+  const baseMemory = memory()
+  const baseResources = resources()
+
+  const held = []
+  const acquireStart = now()
+  await pool(locks, concurrency, async () => {
+    const lock = await acquireErrors.attempt(() => lockFresh(lib, 'hold'))
+    if (lock) held.push(lock)
+  })
+  const acquireMs = now() - acquireStart
+  if (held.length === 0) throw new Error(`no lock could be taken: ${acquireErrors.first}`)
+
+  await sleep(intervalMs)
+  const before = lib.refreshCounters()
+  await sleep(windowMs)
+  const after = lib.refreshCounters()
+  const heldResources = resources()
+  const heldMemory = memory()
+  const stillLocked = held.filter((lock) => lock.locked).length
+
+  const freeStart = now()
+  await pool(held.length, concurrency, (i) => freeErrors.attempt(() => held[i].free()))
+  const freeMs = now() - freeStart
+
+  const commands = after.commands - before.commands
+  const lockRefreshes = after.lockRefreshes - before.lockRefreshes
+  const interval = lib.library === 'stock' ? stockIntervalMs : intervalMs
+  const measurable = windowMs >= interval
+  if (!measurable) {
+    notes.push(`the ${windowMs / 1000} s window is shorter than its ${interval / 1000} s refresh interval: ` +
+      `refresh figures not measurable in this mode (sampled: ${commands} update commands)`)
+  }
+  notes.push(...acquireErrors.notes('acquisitions'), ...freeErrors.notes('frees'))
+  if (stillLocked !== held.length) notes.push(`${held.length - stillLocked} of ${held.length} locks were lost during the hold`)
+  const count = held.length
+  return {
+    metrics: {
+      refreshCommandsPerInterval: measurable ? commands * (interval / windowMs) : null,
+      // Commands per refresh of every held lock: what batching saves,
+      // whatever the refresh cadence turns out to be.
+      refreshCommandsPerFullRefresh: measurable && lockRefreshes > 0 ? commands / (lockRefreshes / count) : null,
+      lockRefreshesPerInterval: measurable ? lockRefreshes * (interval / windowMs) : null,
+      heapBytesPerLock: (heldMemory.heapUsed - baseMemory.heapUsed) / count,
+      rssBytesPerLock: (heldMemory.rss - baseMemory.rss) / count,
+      resourcesWhileHolding: heldResources.all,
+      timeoutsWhileHolding: heldResources.timeouts,
+      timeoutsAdded: heldResources.timeouts - baseResources.timeouts,
+      acquireMs,
+      freeMs,
+    },
+    notes,
+    raw: { held: count, windowMs, interval, commands, lockRefreshes, baseMemory, heldMemory, baseResources, heldResources },
+  }
+}
+
+/**
+ * 5. A fixed offered load: pairs are started on a schedule of `ratePerSec`
+ * (a 1 ms timer that launches every pair due so far, so timer coarseness
+ * does not lower the rate), for `durationMs`; then the last ones drain.
+ */
+export async function eventLoop(lib, { ratePerSec, durationMs }) {
+  const total = Math.round((ratePerSec * durationMs) / 1000)
+  const errors = errorTally()
+  const inFlight = []
+  let launched = 0
+  let completed = 0
+  const pair = async () => {
+    if (await errors.attempt(() => lockAndFree(lib, 'elu'))) completed++
+  }
+  const elu0 = performance.eventLoopUtilization()
+  const cpu0 = process.cpuUsage()
+  const start = now()
+  await new Promise((resolve) => {
+    const tick = () => {
+      const due = Math.min(total, Math.floor(((now() - start) * ratePerSec) / 1000))
+      for (; launched < due; launched++) inFlight.push(pair())
+      if (launched < total) setTimeout(tick, 1)
+      else resolve()
+    }
+    tick()
+  })
+  await Promise.all(inFlight)
+  const elapsed = now() - start
+  const { utilization } = performance.eventLoopUtilization(elu0)
+  const cpu = process.cpuUsage(cpu0)
+  const achievedPerSec = (completed / elapsed) * 1000
+  const notes = errors.notes('acquire+free pairs')
+  if (achievedPerSec < ratePerSec * 0.9) {
+    notes.push(`completed ${achievedPerSec.toFixed(0)} pairs/s of the ${ratePerSec} offered: saturated, so its ELU is not at the offered load`)
+  }
+  return {
+    metrics: { elu: utilization, cpuUsPerPair: (cpu.user + cpu.system) / completed, achievedPerSec },
+    notes,
+  }
+}
+
+export const SCENARIOS = { uncontended, throughput, contention, holding, eventLoop }
