@@ -28,6 +28,24 @@ describe('close()', () => {
     await locker.close() // twice is fine
   })
 
+  it('a caller waiting for a key when close() runs is rejected as closed, not left waiting', async () => {
+    const locker = new LockManager(ctx.collection)
+    const other = new LockManager(ctx.collection)
+    try {
+      await other.lock('held-elsewhere')
+      const waiting = locker.lock('held-elsewhere', { waitMs: 30_000 })
+      await new Promise((r) => setTimeout(r, 200))
+      const closedAt = Date.now()
+      await locker.close()
+      const err = await waiting.catch((e) => e)
+      expect(err).toBeInstanceOf(MongoLocksError)
+      expect(err.message).toMatch(/LockManager is closed/)
+      expect(Date.now() - closedAt).toBeLessThan(1000)
+    } finally {
+      await other.close()
+    }
+  })
+
   it('a process that closes its manager exits by itself at once, with its locks gone', async () => {
     const run = await runNode(fixture, [ctx.name, 'close'], { timeoutMs: 20_000 })
     expect(run.code, run.stderr).toBe(0)

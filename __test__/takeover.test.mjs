@@ -10,7 +10,7 @@ describe('takeover of expired locks', () => {
   afterEach(async () => { await ctx.close() })
 
   it('a holder killed with SIGKILL: another process gets the key within ttl + one refresh interval of the last refresh, not sooner', async () => {
-    const [ttl, refresh] = [1500, 250]
+    const [ttl, refresh] = [1500, 500]
     const holder = path.join(root, '__test__', 'fixtures', 'hold-and-die.mjs')
     const holdMs = 700 + Math.floor(Math.random() * 500) // die at some point between refreshes
     const waiter = new lib.LockManager(ctx.collection, { ttlMs: ttl, refreshMs: refresh })

@@ -133,6 +133,9 @@ impl Core {
       if cancel.as_ref().is_some_and(|c| c.is_fired()) {
         return Err(LockError::Aborted);
       }
+      if self.closed.load(Ordering::Acquire) {
+        return Err(LockError::Closed); // close() ran while we waited
+      }
       if let Some(state) = self.try_once(store, &action, &key, &req).await? {
         return Ok(Some(state));
       }
