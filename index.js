@@ -1,6 +1,7 @@
 'use strict'
-// The JavaScript face of the native module: the MongoLocksError class, the
-// disposal symbols on Lock, and the exports. Everything else is in Rust.
+// The JavaScript face of the native module: the error classes, the disposal
+// symbols on Lock, withLock (it runs a JS callback), and the exports.
+// Everything else is in Rust.
 
 const native = require('./binding.js')
 
