@@ -64,31 +64,45 @@ pub const CONNECT_OPTIONS: &[&str] =
 /// Reads an options object, refusing unknown names and wrong types.
 pub fn read_options(value: Option<&Unknown>, allowed: &[&str]) -> LockResult<RawOptions> {
   let mut out = RawOptions::default();
-  let Some(obj) = options_object(value)? else { return Ok(out) };
+  each_option(value, allowed, "option", |name, item| {
+    match name {
+      "uri" => out.uri = Some(string_option(name, item)?),
+      "database" => out.database = Some(string_option(name, item)?),
+      "collection" => out.collection = Some(string_option(name, item)?),
+      "ttlMs" => out.ttl_ms = Some(ms_option(name, item, 1)?),
+      "refreshMs" => out.refresh_ms = Some(ms_option(name, item, 1)?),
+      "serverSelectionTimeoutMs" => out.server_selection_timeout_ms = Some(ms_option(name, item, 1)?),
+      "writeConcern" => out.write_concern = Some(write_concern_option(item)?),
+      "logger" => {} // a JS object, read by the manager (see logging.rs)
+      _ => unreachable!("checked against the allowed list"),
+    }
+    Ok(())
+  })?;
+  Ok(out)
+}
+
+/// Calls `read(name, value)` for each option set in `value` (undefined
+/// counts as unset), after refusing names not in `allowed`.
+fn each_option(
+  value: Option<&Unknown>,
+  allowed: &[&str],
+  kind: &str,
+  mut read: impl FnMut(&str, &Unknown) -> LockResult<()>,
+) -> LockResult<()> {
+  let Some(obj) = options_object(value)? else { return Ok(()) };
   for name in Object::keys(&obj).map_err(|e| LockError::invalid(e.reason))? {
     if !allowed.contains(&name.as_str()) {
       return Err(LockError::invalid(format!(
-        "mongo-locks-native: unknown option {name:?}; expected one of {}",
+        "mongo-locks-native: unknown {kind} {name:?}; expected one of {}",
         allowed.join(", ")
       )));
     }
     let item: Unknown = obj.get_named_property(&name).map_err(|e| LockError::invalid(e.reason))?;
-    if matches!(item.get_type(), Ok(ValueType::Undefined)) {
-      continue;
-    }
-    match name.as_str() {
-      "uri" => out.uri = Some(string_option(&name, &item)?),
-      "database" => out.database = Some(string_option(&name, &item)?),
-      "collection" => out.collection = Some(string_option(&name, &item)?),
-      "ttlMs" => out.ttl_ms = Some(ms_option(&name, &item)?),
-      "refreshMs" => out.refresh_ms = Some(ms_option(&name, &item)?),
-      "serverSelectionTimeoutMs" => out.server_selection_timeout_ms = Some(ms_option(&name, &item)?),
-      "writeConcern" => out.write_concern = Some(write_concern_option(&item)?),
-      "logger" => {} // a JS object, read by the manager (see logging.rs)
-      _ => unreachable!("checked against the allowed list"),
+    if !matches!(item.get_type(), Ok(ValueType::Undefined)) {
+      read(&name, &item)?;
     }
   }
-  Ok(out)
+  Ok(())
 }
 
 fn write_concern_option(value: &Unknown) -> LockResult<WriteConcernChoice> {
@@ -121,10 +135,11 @@ fn string_option(name: &str, value: &Unknown) -> LockResult<String> {
   Ok(s)
 }
 
-fn ms_option(name: &str, value: &Unknown) -> LockResult<u64> {
+/// A whole number of milliseconds from `min` (0 or 1) to 2147483647.
+fn ms_option(name: &str, value: &Unknown, min: u64) -> LockResult<u64> {
   let bad = || {
     LockError::invalid(format!(
-      "mongo-locks-native: options.{name} must be a whole number of milliseconds from 1 to 2147483647, got {}",
+      "mongo-locks-native: options.{name} must be a whole number of milliseconds from {min} to 2147483647, got {}",
       describe(value)
     ))
   };
@@ -132,6 +147,9 @@ fn ms_option(name: &str, value: &Unknown) -> LockResult<u64> {
     return Err(bad());
   }
   let n: f64 = unsafe { value.cast() }.map_err(|_| bad())?;
+  if n == 0.0 && min == 0 {
+    return Ok(0);
+  }
   checked_ms(n).ok_or_else(bad)
 }
 
@@ -153,52 +171,25 @@ pub const LOCK_OPTIONS: &[&str] = &["waitMs", "signal", "onLost", "maxHoldMs", "
 /// Reads the plain-value options of `lock(key, options)`.
 pub fn read_lock_options(value: Option<&Unknown>) -> LockResult<LockRequest> {
   let mut out = LockRequest::default();
-  let Some(obj) = options_object(value)? else { return Ok(out) };
-  for name in Object::keys(&obj).map_err(|e| LockError::invalid(e.reason))? {
-    if !LOCK_OPTIONS.contains(&name.as_str()) {
-      return Err(LockError::invalid(format!(
-        "mongo-locks-native: unknown lock option {name:?}; expected one of {}",
-        LOCK_OPTIONS.join(", ")
-      )));
-    }
-    let item: Unknown = obj.get_named_property(&name).map_err(|e| LockError::invalid(e.reason))?;
-    if matches!(item.get_type(), Ok(ValueType::Undefined)) {
-      continue;
-    }
-    match name.as_str() {
+  each_option(value, LOCK_OPTIONS, "lock option", |name, item| {
+    match name {
       // 0 is allowed for waitMs: one attempt, like no waitMs.
-      "waitMs" => out.wait = Some(Duration::from_millis(wait_option(&item)?)),
-      "maxHoldMs" => out.max_hold = Some(Duration::from_millis(ms_option(&name, &item)?)),
+      "waitMs" => out.wait = Some(Duration::from_millis(ms_option(name, item, 0)?)),
+      "maxHoldMs" => out.max_hold = Some(Duration::from_millis(ms_option(name, item, 1)?)),
       "fencing" => {
         if item.get_type().ok() != Some(ValueType::Boolean) {
           return Err(LockError::invalid(format!(
             "mongo-locks-native: options.fencing must be true or false, got {}",
-            describe(&item)
+            describe(item)
           )));
         }
         out.fencing = unsafe { item.cast::<bool>() }.unwrap_or(false);
       }
       _ => {} // signal, onLost: checked by the manager
     }
-  }
+    Ok(())
+  })?;
   Ok(out)
-}
-
-fn wait_option(value: &Unknown) -> LockResult<u64> {
-  let bad = || {
-    LockError::invalid(format!(
-      "mongo-locks-native: options.waitMs must be a whole number of milliseconds from 0 to 2147483647, got {}",
-      describe(value)
-    ))
-  };
-  if value.get_type().map_err(|_| bad())? != ValueType::Number {
-    return Err(bad());
-  }
-  let n: f64 = unsafe { value.cast() }.map_err(|_| bad())?;
-  if n == 0.0 {
-    return Ok(0);
-  }
-  checked_ms(n).ok_or_else(bad)
 }
 
 /// `value` as an options object: `None` for undefined/null, a TypeError

@@ -10,6 +10,7 @@ use napi::bindgen_prelude::*;
 use napi::ValueType;
 use napi_derive::napi;
 
+use crate::errors::{to_napi, LockError};
 use crate::values::describe;
 
 /// Calls `locker.lock(resource)`. Resolves to the lock, or to `null` after
@@ -142,14 +143,7 @@ where
 
 /// A JS TypeError as a napi error, so it is rethrown (or rejected) as is.
 fn type_error(env: &Env, message: &str) -> Error {
-  let built = env
-    .get_global()
-    .and_then(|g| g.get_named_property::<Function<String, Unknown>>("TypeError"))
-    .and_then(|ctor| ctor.new_instance(message.to_string()));
-  match built {
-    Ok(value) => Error::from(value),
-    Err(e) => e,
-  }
+  to_napi(env, &LockError::invalid(message))
 }
 
 /// What `${resource}` gives in a JS template literal.

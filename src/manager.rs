@@ -2,6 +2,7 @@
 //! on the JS thread, hands the work to the `Core`, and turns results into
 //! `Lock` objects or the right JS errors.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
@@ -16,7 +17,7 @@ use crate::config::{
 use crate::core::Core;
 use crate::errors::{rejected, to_napi, LockError, LockResult};
 use crate::key::action_from_js;
-use crate::lock::Lock;
+use crate::lock::{Lock, LockState};
 use crate::logging::{sink_from_js, LogRoute};
 use crate::signals::{self, Cancel, Incoming, SignalHook};
 use crate::stats::LockStats;
@@ -118,30 +119,12 @@ impl LockManager {
     key: Unknown,
     options: Option<Unknown>,
   ) -> Result<PromiseRaw<'env, Settled<'env, Option<Lock>>>> {
-    let prepared = action_from_js(&key).and_then(|action| Ok((action, prepare(env, options.as_ref())?)));
-    let (action, call) = match prepared {
-      Ok((_, Prepared::Aborted(reason))) => return PromiseRaw::reject(env, reason),
-      Ok((action, Prepared::Ready(call))) => (action, call),
-      Err(e) => return rejected(env, &e),
-    };
-    let core = self.core.clone();
-    let (req, cancel) = (call.req, call.cancel.clone());
-    env.spawn_future_with_callback(
-      async move {
-        let res = core.traced(core.acquire(action, req, cancel)).await;
-        Ok((res, core))
-      },
-      move |env, (res, core)| {
-        call.settle(env, res, |states, on_lost| {
-          Ok(match states {
-            Some(state) => {
-              on_lost(&state.id)?;
-              Some(Lock::new(state, core))
-            }
-            None => None,
-          })
-        })
-      },
+    self.run_call(
+      env,
+      action_from_js(&key),
+      options.as_ref(),
+      |core, action, req, cancel| async move { core.acquire(action, req, cancel).await },
+      |state, make_lock| state.map(make_lock).transpose(),
     )
   }
 
@@ -156,31 +139,20 @@ impl LockManager {
     keys: Unknown,
     options: Option<Unknown>,
   ) -> Result<PromiseRaw<'env, Settled<'env, Option<Vec<Lock>>>>> {
-    let prepared = sorted_actions(&keys).and_then(|order| Ok((order, prepare(env, options.as_ref())?)));
-    let (order, call) = match prepared {
-      Ok((_, Prepared::Aborted(reason))) => return PromiseRaw::reject(env, reason),
-      Ok((order, Prepared::Ready(call))) => (order, call),
-      Err(e) => return rejected(env, &e),
-    };
-    let positions: Vec<usize> = order.iter().map(|(i, _)| *i).collect();
-    let actions = order.into_iter().map(|(_, a)| a).collect();
-    let core = self.core.clone();
-    let (req, cancel) = (call.req, call.cancel.clone());
-    env.spawn_future_with_callback(
-      async move {
-        let res = core.traced(core.acquire_all(actions, req, cancel)).await;
-        Ok((res, core))
-      },
-      move |env, (res, core)| {
-        call.settle(env, res, |states, on_lost| {
-          let Some(states) = states else { return Ok(None) };
-          let mut slots: Vec<Option<Lock>> = (0..states.len()).map(|_| None).collect();
-          for (state, position) in states.into_iter().zip(positions) {
-            on_lost(&state.id)?;
-            slots[position] = Some(Lock::new(state, core.clone()));
-          }
-          Ok(Some(slots.into_iter().flatten().collect()))
-        })
+    let order = sorted_actions(&keys);
+    let positions: Vec<usize> = order.iter().flatten().map(|(i, _)| *i).collect();
+    self.run_call(
+      env,
+      order.map(|order| order.into_iter().map(|(_, a)| a).collect()),
+      options.as_ref(),
+      |core, actions, req, cancel| async move { core.acquire_all(actions, req, cancel).await },
+      move |states, make_lock| {
+        let Some(states) = states else { return Ok(None) };
+        let mut slots: Vec<Option<Lock>> = (0..states.len()).map(|_| None).collect();
+        for (state, position) in states.into_iter().zip(positions) {
+          slots[position] = Some(make_lock(state)?);
+        }
+        Ok(Some(slots.into_iter().flatten().collect()))
       },
     )
   }
@@ -249,6 +221,51 @@ impl LockManager {
   #[napi(getter)]
   pub fn server_clock_offset_ms(&self) -> f64 {
     self.core.clock.offset_ms() as f64
+  }
+}
+
+impl LockManager {
+  /// The shape of `lock()` and `lockAll()`: check the input, then the
+  /// options (so a bad key never hooks the signal), on the JS thread,
+  /// rejecting at once on bad input or an already-aborted signal; run
+  /// `work` on the core; then settle on the JS thread, where
+  /// `finish(result, make_lock)` turns states into `Lock`s (registering
+  /// `onLost` for each).
+  fn run_call<'env, I, T, V, Fut>(
+    &self,
+    env: &'env Env,
+    input: LockResult<I>,
+    options: Option<&Unknown>,
+    work: impl FnOnce(Arc<Core>, I, LockRequest, Option<Arc<Cancel>>) -> Fut,
+    finish: impl FnOnce(T, &dyn Fn(Arc<LockState>) -> Result<Lock>) -> Result<V> + 'static,
+  ) -> Result<PromiseRaw<'env, Settled<'env, V>>>
+  where
+    Fut: Future<Output = LockResult<T>> + Send + 'static,
+    T: Send + 'static,
+    V: ToNapiValue,
+  {
+    let prepared = input.and_then(|input| Ok((input, prepare(env, options)?)));
+    let (input, call) = match prepared {
+      Ok((_, Prepared::Aborted(reason))) => return PromiseRaw::reject(env, reason),
+      Ok((input, Prepared::Ready(call))) => (input, call),
+      Err(e) => return rejected(env, &e),
+    };
+    let core = self.core.clone();
+    let work = work(core.clone(), input, call.req, call.cancel.clone());
+    env.spawn_future_with_callback(
+      async move {
+        let res = core.traced(work).await;
+        Ok((res, core))
+      },
+      move |env, (res, core)| {
+        call.settle(env, res, |value, watch| {
+          finish(value, &|state| {
+            watch(&state.id)?;
+            Ok(Lock::new(state, core.clone()))
+          })
+        })
+      },
+    )
   }
 }
 
