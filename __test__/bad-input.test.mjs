@@ -2,7 +2,7 @@
 // nothing written. Server trouble: a clear MongoLocksError within the
 // configured server-selection timeout; no hang, no unhandled rejection.
 import { describe, it, expect, afterEach, beforeEach } from 'vitest'
-import { freshCollection, lib, mongoUrl } from './support.mjs'
+import { freshCollection, lib, mongoUrl, useLocker } from './support.mjs'
 import { freePort } from '../scripts/ferretdb.mjs'
 
 const { LockManager, MongoLocksError } = lib
@@ -114,5 +114,35 @@ describe('an unreachable server', () => {
     const err = await LockManager.connect(`mongodb://127.0.0.1:${port}/`, { database: 'app', serverSelectionTimeoutMs: 300 }).catch((e) => e)
     expect(err).toBeInstanceOf(MongoLocksError)
     expect(err.message).toMatch(/could not reach a MongoDB server/)
+  })
+})
+
+describe('an options object that fails after the lock is taken leaves no orphan', () => {
+  const t = useLocker('orphan', { ttlMs: 3000 })
+
+  it('a signal we could not unhook (no removeEventListener) is refused before anything is written', async () => {
+    const half = { aborted: false, addEventListener() {} }
+    const err = await t.locker.lock('k', { signal: half }).catch((e) => e)
+    expect(err).toBeInstanceOf(TypeError)
+    expect(err.message).toMatch(/options.signal must be an AbortSignal, got \{"aborted":false\}/)
+    expect(await t.ctx.collection.countDocuments()).toBe(0)
+    expect(t.locker.held).toBe(0)
+    // and the key is free for anyone
+    const other = new LockManager(t.ctx.collection)
+    try {
+      expect(await other.lock('k')).not.toBeNull()
+    } finally {
+      await other.close()
+    }
+  })
+
+  it('a signal whose removeEventListener throws still gives a working lock, freed normally', async () => {
+    const odd = { aborted: false, addEventListener() {}, removeEventListener() { throw new Error('not today') } }
+    const lock = await t.locker.lock('k', { signal: odd })
+    expect(lock.locked).toBe(true)
+    expect(t.locker.held).toBe(1)
+    expect(await lock.free()).toBe(true)
+    expect(t.locker.held).toBe(0)
+    expect(await t.ctx.collection.countDocuments()).toBe(0)
   })
 })

@@ -33,11 +33,13 @@ describe('close()', () => {
     const other = new LockManager(ctx.collection)
     try {
       await other.lock('held-elsewhere')
-      const waiting = locker.lock('held-elsewhere', { waitMs: 30_000 })
+      // close() now wakes the waiter at once, so its rejection can land
+      // before close() resolves: take it as it comes.
+      const waiting = locker.lock('held-elsewhere', { waitMs: 30_000 }).catch((e) => e)
       await new Promise((r) => setTimeout(r, 200))
       const closedAt = Date.now()
       await locker.close()
-      const err = await waiting.catch((e) => e)
+      const err = await waiting
       expect(err).toBeInstanceOf(MongoLocksError)
       expect(err.message).toMatch(/LockManager is closed/)
       expect(Date.now() - closedAt).toBeLessThan(1000)

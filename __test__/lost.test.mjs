@@ -74,6 +74,33 @@ describe('lost-lock signal', () => {
     expect(lock.locked).toBe(false)
   })
 
+  it('refresh() never moves the server\'s expiry back ($max): a later expiry already written stays', async () => {
+    const lock = await t.locker.lock('monotone')
+    // As if a refresh sent later (a later expiry) had landed first.
+    const far = new Date(Date.now() + 3_600_000)
+    await t.ctx.collection.updateOne({ action: 'monotone' }, { $set: { expiresAt: far } })
+    expect(await lock.refresh()).toBe(true)
+    const doc = await t.ctx.collection.findOne({ action: 'monotone' })
+    expect(doc.expiresAt.getTime()).toBe(far.getTime())
+  })
+
+  it('onLost is called once for a lock lost before lock() resolved (the loss came first)', async () => {
+    const onLost = vi.fn()
+    // maxHoldMs: no refresh at all, so the lock runs out one ttl after it
+    // was taken, while this thread is kept busy and cannot settle lock().
+    const pending = t.locker.lock('late-settle', { onLost, maxHoldMs: 1 })
+    const until = Date.now() + 3300
+    while (Date.now() < until) { /* busy: the JS thread is blocked past the ttl */ }
+    const lock = await pending
+    expect(lock.locked).toBe(false)
+    await eventually(() => onLost.mock.calls.length > 0, 2000)
+    await sleep(200)
+    expect(onLost).toHaveBeenCalledTimes(1)
+    expect(onLost.mock.calls[0][0]).toBeInstanceOf(LockLostError)
+    expect(lock.signal.aborted).toBe(true)
+    expect(await lock.free()).toBe(false)
+  })
+
   it('onLost must be a function', async () => {
     await expect(t.locker.lock('x', { onLost: 'log it' })).rejects.toThrow(/options.onLost must be a function, got "log it"/)
   })

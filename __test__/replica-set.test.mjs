@@ -3,7 +3,8 @@
 // standalone, or as configured.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { startFerretDB } from '../scripts/ferretdb.mjs'
-import { lib, mongoUrl } from './support.mjs'
+import { MongoClient } from 'mongodb'
+import { lib, mongoUrl, eventually } from './support.mjs'
 
 const { LockManager } = lib
 
@@ -49,6 +50,31 @@ describe('write concern', () => {
       expect(await lock.free()).toBe(true)
     } finally {
       await forced.close()
+    }
+  })
+
+  it('reads that decide go to the primary even when the connection string prefers secondaries', async () => {
+    // This set has a primary and no secondary: a read that followed the
+    // URI's readPreference would find no server, and a deleted lock would
+    // never be reported lost.
+    const m = await LockManager.connect(`${rs.url}&readPreference=secondary`, {
+      database: 'rs-test', collection: 'secondary-pref', ttlMs: 3000, refreshMs: 200, operationTimeoutMs: 2000,
+    })
+    try {
+      const gone = await m.lock('gone')
+      const kept = await m.lock('kept')
+      const client = new MongoClient(rs.url)
+      try {
+        await client.db('rs-test').collection('secondary-pref').deleteOne({ action: 'gone' })
+      } finally {
+        await client.close()
+      }
+      await eventually(() => gone.signal.aborted, 2500, 20)
+      expect(gone.signal.reason.message).toMatch(/its document is gone/)
+      expect(kept.locked).toBe(true)
+      expect(await kept.free()).toBe(true)
+    } finally {
+      await m.close()
     }
   })
 

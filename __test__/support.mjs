@@ -4,6 +4,7 @@
 import { MongoClient } from 'mongodb'
 import { beforeEach, afterEach } from 'vitest'
 import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
@@ -97,4 +98,53 @@ export function useLocker(prefix = 'locks', options) {
     await t.ctx.close()
   })
   return t
+}
+
+/**
+ * Starts `node file args…` and lets the test wait for the JSON lines it
+ * prints (`{ "event": name, … }`), while it runs. `exited` resolves to
+ * `{ code, signal, stdout, stderr }`.
+ */
+export function startNode(file, args = [], { node = process.execPath, env = {}, timeoutMs = 60_000 } = {}) {
+  const child = spawn(node, [file, ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => { stdout += d })
+  child.stderr.on('data', (d) => { stderr += d })
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr })))
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  exited.then(() => clearTimeout(timer))
+  const events = () => stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l))
+  return {
+    child,
+    exited,
+    events,
+    /** The first event called `name`, waiting up to `ms` for it. */
+    async waitFor(name, ms = 20_000) {
+      const found = await eventually(() => events().find((e) => e.event === name) ?? (child.exitCode !== null ? 'exited' : null), ms, 20)
+      if (!found || found === 'exited') throw new Error(`${path.basename(file)} did not print ${name}\nstdout: ${stdout}\nstderr: ${stderr}`)
+      return found
+    },
+  }
+}
+
+/** libfaketime's preload library (Debian `faketime`), the thread-safe build; null without it. */
+export function faketimeLibrary() {
+  const candidates = ['x86_64-linux-gnu', 'aarch64-linux-gnu'].map((t) => `/usr/lib/${t}/faketime/libfaketimeMT.so.1`)
+  return candidates.find((p) => existsSync(p)) ?? null
+}
+
+/**
+ * The environment that puts a child's wall clock under the control of
+ * `file` (libfaketime's timestamp file, re-read on every call, so writing
+ * "+5s" to it steps the clock of the running process). Its monotonic
+ * clocks are left alone, as a real clock step leaves them.
+ */
+export function steppedClockEnv(file) {
+  return {
+    LD_PRELOAD: faketimeLibrary(),
+    FAKETIME_TIMESTAMP_FILE: file,
+    FAKETIME_NO_CACHE: '1',
+    FAKETIME_DONT_FAKE_MONOTONIC: '1',
+  }
 }

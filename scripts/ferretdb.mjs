@@ -41,11 +41,12 @@ export function ensureFerretDB() {
 /**
  * Starts FerretDB and resolves to `{ url, port, dataDir, stop(), restart() }`.
  * `dataDir` survives `restart()` (the same data directory), and is removed by `stop()`.
+ * `port` picks the port (a test that connects before the server exists); default: a free one.
  */
-export async function startFerretDB({ replSetName, dataDir } = {}) {
+export async function startFerretDB({ replSetName, dataDir, port: wanted } = {}) {
   ensureFerretDB()
   const dir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'mongo-locks-ferretdb-'))
-  const port = await freePort()
+  const port = wanted ?? await freePort()
   const debugPort = await freePort()
   let child
   const launch = async () => {

@@ -13,6 +13,9 @@ use crate::values::describe;
 pub const DEFAULT_TTL_MS: u64 = 60_000;
 /// …and refreshes it every 10 s.
 pub const DEFAULT_REFRESH_MS: u64 = 10_000;
+/// The longest one server operation may take, from sending it to its reply
+/// (server selection included), unless `operationTimeoutMs` says otherwise.
+pub const DEFAULT_OPERATION_TIMEOUT_MS: u64 = 10_000;
 /// The collection `mongo-locks` users pass, by convention.
 pub const DEFAULT_COLLECTION: &str = "mongo-locks";
 
@@ -27,6 +30,10 @@ pub struct Config {
   /// How long an operation waits for a reachable server; `None` keeps the
   /// URI's `serverSelectionTimeoutMS` or the driver's 30 s.
   pub server_selection_timeout: Option<Duration>,
+  /// The bound on every server operation (and the `wtimeout` of majority
+  /// writes): a server that accepts connections but never answers cannot
+  /// leave a call pending.
+  pub operation_timeout: Duration,
   pub write_concern: WriteConcernChoice,
 }
 
@@ -51,15 +58,24 @@ pub struct RawOptions {
   pub ttl_ms: Option<u64>,
   pub refresh_ms: Option<u64>,
   pub server_selection_timeout_ms: Option<u64>,
+  pub operation_timeout_ms: Option<u64>,
   pub write_concern: Option<WriteConcernChoice>,
 }
 
 /// The options `new LockManager(collection, options)` takes.
 pub const CONSTRUCTOR_OPTIONS: &[&str] =
-  &["uri", "ttlMs", "refreshMs", "serverSelectionTimeoutMs", "writeConcern", "logger"];
+  &["uri", "ttlMs", "refreshMs", "serverSelectionTimeoutMs", "operationTimeoutMs", "writeConcern", "logger"];
 /// The options `LockManager.connect(uri, options)` takes.
-pub const CONNECT_OPTIONS: &[&str] =
-  &["database", "collection", "ttlMs", "refreshMs", "serverSelectionTimeoutMs", "writeConcern", "logger"];
+pub const CONNECT_OPTIONS: &[&str] = &[
+  "database",
+  "collection",
+  "ttlMs",
+  "refreshMs",
+  "serverSelectionTimeoutMs",
+  "operationTimeoutMs",
+  "writeConcern",
+  "logger",
+];
 
 /// Reads an options object, refusing unknown names and wrong types.
 pub fn read_options(value: Option<&Unknown>, allowed: &[&str]) -> LockResult<RawOptions> {
@@ -72,6 +88,7 @@ pub fn read_options(value: Option<&Unknown>, allowed: &[&str]) -> LockResult<Raw
       "ttlMs" => out.ttl_ms = Some(ms_option(name, item, 1)?),
       "refreshMs" => out.refresh_ms = Some(ms_option(name, item, 1)?),
       "serverSelectionTimeoutMs" => out.server_selection_timeout_ms = Some(ms_option(name, item, 1)?),
+      "operationTimeoutMs" => out.operation_timeout_ms = Some(ms_option(name, item, 1)?),
       "writeConcern" => out.write_concern = Some(write_concern_option(item)?),
       "logger" => {} // a JS object, read by the manager (see logging.rs)
       _ => unreachable!("checked against the allowed list"),
@@ -273,6 +290,7 @@ impl Config {
       ttl: Duration::from_millis(ttl_ms),
       refresh: Duration::from_millis(refresh_ms),
       server_selection_timeout: raw.server_selection_timeout_ms.map(Duration::from_millis),
+      operation_timeout: Duration::from_millis(raw.operation_timeout_ms.unwrap_or(DEFAULT_OPERATION_TIMEOUT_MS)),
       write_concern: raw.write_concern.unwrap_or(WriteConcernChoice::Auto),
     })
   }

@@ -4,16 +4,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mongodb::bson::{oid::ObjectId, Bson};
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::{watch, Notify, OnceCell};
 use tokio::time::{sleep, Instant};
 use tracing::Instrument;
 
-use crate::clock::ServerClock;
+use crate::clock::{Mono, ServerClock, ServerNow};
 use crate::config::{Config, LockRequest};
 use crate::errors::{LockError, LockResult};
 use crate::key::key_text;
@@ -30,8 +30,18 @@ use crate::wait::{backoff, jitter, Waiters};
 pub enum Loss {
   /// A refresh found the document gone (deleted, or taken over after it expired).
   Gone,
-  /// Its expiry passed without a successful refresh.
+  /// Its deadline passed without a successful refresh.
   Expired,
+}
+
+/// What one attempt at a key came to.
+enum Attempt {
+  Acquired(Arc<LockState>),
+  /// Someone else holds it.
+  Held,
+  /// We got the document, but so late (a slow server) that its time was
+  /// already up: it was removed again, and this is why.
+  TooLate(LockError),
 }
 
 pub struct Core {
@@ -39,7 +49,12 @@ pub struct Core {
   store: OnceCell<Store>,
   held: Mutex<HashMap<ObjectId, Arc<LockState>>>,
   closed: AtomicBool,
+  /// The outcome of `close()`, shared by every caller of it.
+  closing: OnceCell<LockResult<Vec<ObjectId>>>,
   stop: watch::Sender<bool>,
+  /// Work that writes to the server on its own behalf (connecting, lock
+  /// attempts, clean-ups): `close()` lets it finish before it shuts the client.
+  flights: Flights,
   pub stats: Stats,
   pub clock: ServerClock,
   waiters: Waiters,
@@ -56,7 +71,9 @@ impl Core {
       store: OnceCell::new(),
       held: Mutex::new(HashMap::new()),
       closed: AtomicBool::new(false),
+      closing: OnceCell::new(),
       stop,
+      flights: Flights::default(),
       stats: Stats::default(),
       clock: ServerClock::default(),
       waiters: Waiters::default(),
@@ -86,14 +103,19 @@ impl Core {
   /// The connection, made on first use; a failed attempt is retried by the
   /// next call rather than remembered, so a server that comes up late works.
   pub async fn store(&self) -> LockResult<&Store> {
-    if self.closed.load(Ordering::Acquire) {
+    if self.is_closed() {
       return Err(LockError::Closed);
     }
+    let _flight = self.flights.enter();
     self.store.get_or_try_init(|| Store::connect(&self.config, &self.clock)).await
   }
 
   pub fn connected(&self) -> Option<&Store> {
     self.store.get()
+  }
+
+  pub fn is_closed(&self) -> bool {
+    self.closed.load(Ordering::Acquire)
   }
 
   pub fn held_count(&self) -> usize {
@@ -104,9 +126,17 @@ impl Core {
     self.held.lock().unwrap().values().cloned().collect()
   }
 
+  /// The server's time now, with its uncertainty.
+  fn server_now(&self) -> LockResult<ServerNow> {
+    self.clock.now().ok_or_else(|| LockError::Server {
+      message: "mongo-locks-native: the server's clock has not been read yet".into(),
+      code: None,
+    })
+  }
+
   /// Takes `action`, waiting up to `req.wait` (jittered backoff between
   /// attempts, woken early when a local holder frees the key), unless
-  /// `cancel` fires first.
+  /// `cancel` fires or the manager closes first.
   pub async fn acquire(
     self: &Arc<Self>,
     action: Bson,
@@ -119,6 +149,7 @@ impl Core {
         None => std::future::pending().await,
       }
     };
+    let mut stopped = self.stop.subscribe();
     let store = tokio::select! {
       store = self.store() => store?,
       _ = cancelled() => return Err(LockError::Aborted),
@@ -133,73 +164,82 @@ impl Core {
       if cancel.as_ref().is_some_and(|c| c.is_fired()) {
         return Err(LockError::Aborted);
       }
-      if self.closed.load(Ordering::Acquire) {
+      if self.is_closed() {
         return Err(LockError::Closed); // close() ran while we waited
       }
-      if let Some(state) = self.try_once(store, &action, &key, &req).await? {
-        return Ok(Some(state));
-      }
-      let (Some(deadline), Some(ticket)) = (deadline, &ticket) else { return Ok(None) };
+      let late = match self.try_once(store, &action, &key, &req).await? {
+        Attempt::Acquired(state) => return Ok(Some(state)),
+        Attempt::Held => None,
+        Attempt::TooLate(why) => Some(why),
+      };
+      // Out of time: `null` if the key was held, the reason if the server
+      // was too slow to grant it in time.
+      let out_of_time = || late.clone().map_or(Ok(None), Err);
+      let (Some(deadline), Some(ticket)) = (deadline, &ticket) else { return out_of_time() };
       let now = Instant::now();
       if now >= deadline {
-        return Ok(None);
+        return out_of_time();
       }
       let pause = backoff(attempt, jitter()).min(deadline - now);
       tokio::select! {
         _ = sleep(pause) => {}
         _ = ticket.notify.notified() => {}
         _ = cancelled() => return Err(LockError::Aborted),
+        _ = stopped.changed() => return Err(LockError::Closed),
       }
       attempt = attempt.saturating_add(1);
     }
   }
 
-  /// One attempt: insert; if held, take it over only if it expired
-  /// (conditional delete, then insert again); with fencing, take a token.
-  async fn try_once(
-    self: &Arc<Self>,
-    store: &Store,
-    action: &Bson,
-    key: &str,
-    req: &LockRequest,
-  ) -> LockResult<Option<Arc<LockState>>> {
+  /// One attempt: insert; if held, take it over only if it certainly
+  /// expired (conditional delete, then insert again); with fencing, take a
+  /// token. The lock is handed out only if its deadline is still ahead.
+  async fn try_once(self: &Arc<Self>, store: &Store, action: &Bson, key: &str, req: &LockRequest) -> LockResult<Attempt> {
+    let _flight = self.flights.enter();
     let id = ObjectId::new();
-    let ttl = self.config.ttl;
-    let mut sent = Instant::now();
-    let mut acquired = store.insert(id, action, self.clock.now(), ttl).await?;
-    if !acquired && store.delete_expired(action, self.clock.now()).await? {
+    let mut now = self.server_now()?;
+    let mut acquired = self.insert(store, id, action, &now).await?;
+    if !acquired && store.delete_expired(action, self.server_now()?.earliest()).await? {
       tracing::warn!(target: "mongo_locks_native", action = %key_text(action), "took over an expired lock");
       Stats::bump(&self.stats.taken_over);
-      sent = Instant::now();
-      acquired = store.insert(id, action, self.clock.now(), ttl).await?;
+      now = self.server_now()?;
+      acquired = self.insert(store, id, action, &now).await?;
     }
     if !acquired {
       Stats::bump(&self.stats.contended);
-      return Ok(None);
+      return Ok(Attempt::Held);
     }
+    let deadline = now.holder_deadline(self.config.ttl);
     let fencing_token = if req.fencing {
       match self.fence(store, id, action).await {
         Ok(Some(token)) => Some(token),
-        Ok(None) => return Ok(None), // lost before the token was ours
+        // Our document vanished before the token was recorded: it was
+        // taken over (we were that slow) or deleted by hand.
+        Ok(None) => return Ok(Attempt::TooLate(self.too_late(action, &now, "its document was gone"))),
         Err(e) => {
-          let _ = store.delete(&[id]).await;
+          self.clean_up(id);
           return Err(e);
         }
       }
     } else {
       None
     };
+    if Mono::now() >= deadline {
+      self.clean_up(id);
+      return Ok(Attempt::TooLate(self.too_late(action, &now, "its time was already up")));
+    }
     let state = Arc::new(LockState::new(
       id,
       action.clone(),
       key.to_string(),
       fencing_token,
-      self.deadline_after(sent),
-      req.max_hold.map(|m| sent + m),
+      deadline,
+      req.max_hold.map(|m| now.at.plus(m)),
     ));
     self.held.lock().unwrap().insert(id, state.clone());
-    if self.closed.load(Ordering::Acquire) {
-      // close() ran while we inserted: do not leave a lock behind it.
+    if self.is_closed() {
+      // close() ran while we inserted: do not leave a lock behind it (close
+      // waits for this attempt before it shuts the client).
       self.held.lock().unwrap().remove(&id);
       state.unlock();
       store.delete(&[id]).await?;
@@ -207,7 +247,43 @@ impl Core {
     }
     Stats::bump(&self.stats.acquired);
     tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), id = %id, "acquired");
-    Ok(Some(state))
+    Ok(Attempt::Acquired(state))
+  }
+
+  /// Inserts lock document `id`; on a failure the write may still have
+  /// applied, so document `id` is removed in the background.
+  async fn insert(self: &Arc<Self>, store: &Store, id: ObjectId, action: &Bson, now: &ServerNow) -> LockResult<bool> {
+    let res = store.insert(id, action, now, self.config.ttl).await;
+    if res.is_err() {
+      self.clean_up(id);
+    }
+    res
+  }
+
+  /// Removes document `id`, which we may have written but will not hold,
+  /// in the background (close() waits for it). Only ever our own `_id`.
+  fn clean_up(self: &Arc<Self>, id: ObjectId) {
+    let flight = self.flights.enter();
+    let core = self.clone();
+    napi::bindgen_prelude::spawn(async move {
+      let _flight = flight;
+      if let Some(store) = core.connected() {
+        let _ = core.traced(store.delete(&[id])).await;
+      }
+    });
+  }
+
+  fn too_late(&self, action: &Bson, sent: &ServerNow, why: &str) -> LockError {
+    let waited = Mono::now().since(sent.at);
+    LockError::Server {
+      message: format!(
+        "mongo-locks-native: the server took {} ms to grant the lock on {:?}, and {why} (ttlMs {}); it was not handed out",
+        waited.as_millis(),
+        key_text(action),
+        self.config.ttl.as_millis()
+      ),
+      code: None,
+    }
   }
 
   /// Takes the next token for `action` while holding lock `id`, then checks
@@ -217,12 +293,6 @@ impl Core {
   async fn fence(&self, store: &Store, id: ObjectId, action: &Bson) -> LockResult<Option<i64>> {
     let token = store.next_fencing_token(action).await?;
     Ok(store.record_fencing_token(id, token).await?.then_some(token))
-  }
-
-  /// When a lock whose expiry was written at local instant `sent` must be
-  /// given up: a ttl later, less the clock estimate's error margin.
-  fn deadline_after(&self, sent: Instant) -> Instant {
-    sent + self.config.ttl.saturating_sub(self.clock.margin())
   }
 
   /// Takes all `actions`, in the given order (the caller sorts), all or
@@ -251,94 +321,116 @@ impl Core {
     Ok(Some(taken))
   }
 
-  pub async fn release(&self, state: &Arc<LockState>) -> LockResult<bool> {
-    let lost = state.is_lost();
-    if !state.unlock() && !lost {
-      return Ok(false); // freed before
+  /// Whether `state` is held right now: its flag, and its deadline read on
+  /// the monotonic clock at this instant. A lock found past its deadline is
+  /// marked lost here and then (its signal aborts), whatever the background
+  /// task has had a chance to do.
+  pub fn check(&self, state: &Arc<LockState>) -> bool {
+    if !state.is_flagged() {
+      return false;
     }
-    self.held.lock().unwrap().remove(&state.id);
-    // A lost lock's document, if still there, is ours (ids are never
-    // reused): removing it only frees the key sooner.
-    let deleted = self.store().await?.delete(&[state.id]).await?;
-    if lost {
-      return Ok(false);
+    if state.overdue(Mono::now()) {
+      self.mark_lost(state, Loss::Expired);
+      return false;
     }
-    self.waiters.wake(&state.key);
-    tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed");
-    Ok(deleted == 1)
+    true
   }
 
-  pub async fn refresh_one(&self, state: &Arc<LockState>) -> LockResult<bool> {
-    if !state.is_locked() {
+  /// Frees `state`: `true` if this call deleted its document. A lost lock's
+  /// document, if still there, is ours (ids are never reused): removing it
+  /// only frees the key sooner, and the answer stays `false`. A delete that
+  /// failed is tried again by the next `free()`.
+  pub async fn release(&self, state: &Arc<LockState>) -> LockResult<bool> {
+    self.check(state);
+    let was_held = state.unlock();
+    self.held.lock().unwrap().remove(&state.id);
+    if state.doc_gone() || self.is_closed() {
       return Ok(false);
     }
-    let sent = Instant::now();
-    let matched = self.store().await?.refresh(&[state.id], self.clock.now(), self.config.ttl).await?;
+    let deleted = self.store().await?.delete(&[state.id]).await?;
+    state.set_doc_gone();
+    if deleted == 1 {
+      self.waiters.wake(&state.key);
+    }
+    if was_held {
+      tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed");
+    }
+    Ok(deleted == 1 && !state.is_lost())
+  }
+
+  /// `lock.refresh()`: pushes the expiry one ttl forward now.
+  pub async fn refresh_one(&self, state: &Arc<LockState>) -> LockResult<bool> {
+    if !self.check(state) {
+      return Ok(false);
+    }
+    let store = self.store().await?;
+    let now = self.server_now()?;
+    let matched = store.refresh(&[state.id], &now, self.config.ttl).await?;
     Stats::add(&self.stats.refreshes, matched);
     if matched == 0 {
+      state.set_doc_gone();
       self.mark_lost(state, Loss::Gone);
     } else {
-      state.extend(self.deadline_after(sent));
+      state.extend(now.holder_deadline(self.config.ttl));
     }
-    Ok(matched == 1 && state.is_locked())
+    Ok(matched == 1 && self.check(state))
   }
 
   /// One background tick: refresh the held locks (those under their
   /// `maxHoldMs`), batch by batch; find out which are gone.
   pub async fn refresh_all(&self) -> LockResult<()> {
-    let now = Instant::now();
-    let held: Vec<Arc<LockState>> = self.held_now().into_iter().filter(|s| s.wants_refresh(now)).collect();
+    let now = Mono::now();
+    let held: Vec<Arc<LockState>> =
+      self.held_now().into_iter().filter(|s| s.wants_refresh(now) && self.check(s)).collect();
     if held.is_empty() {
       return Ok(());
     }
     let Some(store) = self.connected() else { return Ok(()) };
     for batch in held.chunks(BATCH) {
       let ids: Vec<ObjectId> = batch.iter().map(|s| s.id).collect();
-      let sent = Instant::now();
-      let matched = store.refresh(&ids, self.clock.now(), self.config.ttl).await?;
+      let now = self.server_now()?;
+      let matched = store.refresh(&ids, &now, self.config.ttl).await?;
       Stats::bump(&self.stats.refresh_commands);
       Stats::add(&self.stats.refreshes, matched);
-      let deadline = self.deadline_after(sent);
       if (matched as usize) == ids.len() {
+        let deadline = now.holder_deadline(self.config.ttl);
         batch.iter().for_each(|s| s.extend(deadline));
         continue;
       }
+      // Some are gone; a read on the primary tells which. The others are
+      // not extended this round: a deadline moves only on an update known
+      // to have matched, and the next refresh will match them all.
       let alive = store.existing(&ids).await?;
-      for state in batch {
-        if alive.contains(&state.id) {
-          state.extend(deadline);
-        } else {
-          self.mark_lost(state, Loss::Gone);
-        }
+      for state in batch.iter().filter(|s| !alive.contains(&s.id)) {
+        state.set_doc_gone();
+        self.mark_lost(state, Loss::Gone);
       }
     }
     Ok(())
   }
 
   /// The earliest moment a held lock must be given up.
-  pub fn next_deadline(&self) -> Option<Instant> {
+  pub fn next_deadline(&self) -> Option<Mono> {
     self.held.lock().unwrap().values().map(|s| s.deadline()).min()
   }
 
   /// Gives up every held lock whose deadline has passed.
   pub fn expire_overdue(&self) {
-    let now = Instant::now();
-    let overdue: Vec<Arc<LockState>> = self.held_now().into_iter().filter(|s| s.deadline() <= now).collect();
-    for state in overdue {
-      self.mark_lost(&state, Loss::Expired);
+    for state in self.held_now() {
+      self.check(&state);
     }
   }
 
   fn mark_lost(&self, state: &Arc<LockState>, why: Loss) {
     self.held.lock().unwrap().remove(&state.id);
-    if !state.lose() {
-      return; // freed or already lost
-    }
-    Stats::bump(&self.stats.lost);
     let reason = match why {
       Loss::Gone => "its document is gone (deleted, or taken over after it expired)",
       Loss::Expired => "its expiry passed without a successful refresh",
     };
+    if !state.lose(reason) {
+      return; // freed or already lost
+    }
+    Stats::bump(&self.stats.lost);
     let _enter = self.route.span().entered();
     tracing::error!(target: "mongo_locks_native", action = %key_text(&state.action), reason, "lock lost");
     if let Some(sink) = &self.lost {
@@ -346,13 +438,26 @@ impl Core {
     }
   }
 
-  /// Stops the refresh, frees every held lock, closes the connection.
+  /// The synchronous half of `close()`: from now on no new work starts and
+  /// waiting callers are woken to be told so.
+  pub fn begin_close(&self) {
+    if !self.closed.swap(true, Ordering::AcqRel) {
+      let _ = self.stop.send(true);
+    }
+  }
+
+  /// Stops the refresh, lets work in flight finish, frees every held lock,
+  /// closes the connection. Every call resolves when the one close is done.
   /// Returns the ids it freed (their JS watchers are dropped by the caller).
   pub async fn close(&self) -> LockResult<Vec<ObjectId>> {
-    if self.closed.swap(true, Ordering::AcqRel) {
-      return Ok(Vec::new());
-    }
-    let _ = self.stop.send(true);
+    self.begin_close();
+    self.closing.get_or_init(|| self.shut_down()).await.clone()
+  }
+
+  async fn shut_down(&self) -> LockResult<Vec<ObjectId>> {
+    // Attempts in flight remove what they inserted once they see `closed`;
+    // each operation is bounded, so this wait is too.
+    self.flights.idle(self.config.operation_timeout * 3).await;
     let held: Vec<Arc<LockState>> = self.held.lock().unwrap().drain().map(|(_, s)| s).collect();
     held.iter().for_each(|s| {
       s.unlock();
@@ -360,10 +465,14 @@ impl Core {
     let ids: Vec<ObjectId> = held.iter().map(|s| s.id).collect();
     let Some(store) = self.store.get() else { return Ok(ids) };
     let mut freed = Ok(());
-    for batch in ids.chunks(BATCH) {
-      if let Err(e) = store.delete(batch).await {
-        freed = Err(e);
-        break;
+    for batch in held.chunks(BATCH) {
+      let batch_ids: Vec<ObjectId> = batch.iter().map(|s| s.id).collect();
+      match store.delete(&batch_ids).await {
+        Ok(_) => batch.iter().for_each(|s| s.set_doc_gone()),
+        Err(e) => {
+          freed = Err(e);
+          break;
+        }
       }
     }
     store.shutdown().await;
@@ -380,5 +489,41 @@ impl Core {
 
   pub fn refresh_period(&self) -> Duration {
     self.config.refresh
+  }
+}
+
+/// A count of work in flight, and a way to wait until there is none.
+#[derive(Default)]
+struct Flights(Arc<(AtomicUsize, Notify)>);
+
+/// One unit of work in flight; dropping it ends it.
+struct Flight(Arc<(AtomicUsize, Notify)>);
+
+impl Flights {
+  fn enter(&self) -> Flight {
+    self.0 .0.fetch_add(1, Ordering::AcqRel);
+    Flight(self.0.clone())
+  }
+
+  /// Resolves when nothing is in flight, or after `limit`.
+  async fn idle(&self, limit: Duration) {
+    let wait = async {
+      loop {
+        let notified = self.0 .1.notified();
+        if self.0 .0.load(Ordering::Acquire) == 0 {
+          return;
+        }
+        notified.await;
+      }
+    };
+    let _ = tokio::time::timeout(limit, wait).await;
+  }
+}
+
+impl Drop for Flight {
+  fn drop(&mut self) {
+    if self.0 .0.fetch_sub(1, Ordering::AcqRel) == 1 {
+      self.0 .1.notify_waiters();
+    }
   }
 }

@@ -1,13 +1,13 @@
 //! A held lock, as JavaScript sees it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use mongodb::bson::{oid::ObjectId, Bson};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use tokio::time::Instant;
 
+use crate::clock::Mono;
 use crate::core::Core;
 use crate::errors::to_napi;
 use crate::key::action_to_js;
@@ -22,12 +22,17 @@ pub struct LockState {
   pub key: String,
   pub fencing_token: Option<i64>,
   /// With `maxHoldMs`: after this, the lock is no longer refreshed.
-  hold_until: Option<Instant>,
-  /// When this process stops believing it holds the lock: the expiry it
-  /// last wrote, on the monotonic clock, less a safety margin.
-  deadline: Mutex<Instant>,
+  hold_until: Option<Mono>,
+  /// When this process stops believing it holds the lock (see
+  /// `ServerNow::holder_deadline`), as `Mono` nanoseconds. Only moves later.
+  deadline: AtomicU64,
   locked: AtomicBool,
   lost: AtomicBool,
+  /// Why it was lost, for a signal first read after the loss.
+  lost_why: OnceLock<&'static str>,
+  /// A delete of our document went through (or a refresh found it gone):
+  /// there is nothing left to free on the server.
+  doc_gone: AtomicBool,
 }
 
 impl LockState {
@@ -36,8 +41,8 @@ impl LockState {
     action: Bson,
     key: String,
     fencing_token: Option<i64>,
-    deadline: Instant,
-    hold_until: Option<Instant>,
+    deadline: Mono,
+    hold_until: Option<Mono>,
   ) -> Self {
     LockState {
       id,
@@ -45,13 +50,18 @@ impl LockState {
       key,
       fencing_token,
       hold_until,
-      deadline: Mutex::new(deadline),
+      deadline: AtomicU64::new(deadline.as_nanos()),
       locked: AtomicBool::new(true),
       lost: AtomicBool::new(false),
+      lost_why: OnceLock::new(),
+      doc_gone: AtomicBool::new(false),
     }
   }
 
-  pub fn is_locked(&self) -> bool {
+  /// The flag alone: false once freed, closed or marked lost. A lock whose
+  /// deadline passed but that nobody has marked lost yet still reads true
+  /// here; `Core::check` is the exact reading.
+  pub fn is_flagged(&self) -> bool {
     self.locked.load(Ordering::Acquire)
   }
 
@@ -64,30 +74,47 @@ impl LockState {
     self.locked.swap(false, Ordering::AcqRel)
   }
 
-  /// Marks the lock lost; `true` if it was held until now.
-  pub fn lose(&self) -> bool {
+  /// Marks the lock lost for reason `why`; `true` if it was held until now.
+  pub fn lose(&self, why: &'static str) -> bool {
     let was_held = self.unlock();
     if was_held {
+      let _ = self.lost_why.set(why);
       self.lost.store(true, Ordering::Release);
     }
     was_held
   }
 
-  pub fn deadline(&self) -> Instant {
-    *self.deadline.lock().unwrap()
+  /// Why the lock was lost, if it was.
+  pub fn lost_why(&self) -> Option<&'static str> {
+    self.lost_why.get().copied()
   }
 
-  /// A refresh written at local instant `sent` moved the expiry.
-  pub fn extend(&self, deadline: Instant) {
-    let mut current = self.deadline.lock().unwrap();
-    if deadline > *current {
-      *current = deadline;
-    }
+  pub fn deadline(&self) -> Mono {
+    Mono::from_nanos(self.deadline.load(Ordering::Acquire))
+  }
+
+  /// Whether the deadline has passed at `now`.
+  pub fn overdue(&self, now: Mono) -> bool {
+    now >= self.deadline()
+  }
+
+  /// A refresh that matched our document moved the expiry: believe it
+  /// until `deadline`. Never moves the deadline earlier.
+  pub fn extend(&self, deadline: Mono) {
+    self.deadline.fetch_max(deadline.as_nanos(), Ordering::AcqRel);
   }
 
   /// Whether the background refresh should still keep this lock alive.
-  pub fn wants_refresh(&self, now: Instant) -> bool {
-    self.hold_until.map_or(true, |until| now < until)
+  pub fn wants_refresh(&self, now: Mono) -> bool {
+    self.hold_until.is_none_or(|until| now < until)
+  }
+
+  pub fn doc_gone(&self) -> bool {
+    self.doc_gone.load(Ordering::Acquire)
+  }
+
+  pub fn set_doc_gone(&self) {
+    self.doc_gone.store(true, Ordering::Release);
   }
 }
 
@@ -110,9 +137,13 @@ impl Lock {
   /// True while this process holds the lock: false after `free()`, after
   /// `close()`, or once the lock is lost (its document gone, or its expiry
   /// passed without a successful refresh). Turns false when `signal` aborts.
+  ///
+  /// Exact when read: a lock whose deadline has passed reads `false` at
+  /// once (and its `signal` aborts), even if the process was paused and no
+  /// background work has run since.
   #[napi(getter)]
   pub fn locked(&self) -> bool {
-    self.state.is_locked()
+    self.core.check(&self.state)
   }
 
   /// Aborts with a `LockLostError` when the lock is lost: a refresh found
@@ -121,6 +152,7 @@ impl Lock {
   /// reached). Never aborts for a lock that was freed normally.
   #[napi(getter, ts_return_type = "AbortSignal")]
   pub fn signal<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+    self.core.check(&self.state);
     signals::signal_for(env, &self.state)
   }
 

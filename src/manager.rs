@@ -162,6 +162,8 @@ impl LockManager {
   #[napi(ts_return_type = "Promise<void>")]
   pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
     let core = self.core.clone();
+    // At once, so that a lock() called right after close() is refused.
+    core.begin_close();
     env.spawn_future_with_callback(async move { Ok(core.traced(core.close()).await) }, |env, res| match res {
       Ok(ids) => {
         ids.iter().for_each(|id| signals::forget(env, id));
@@ -215,12 +217,22 @@ impl LockManager {
     self.core.connected().map(|s| if s.majority { "majority" } else { "default" }.to_string())
   }
 
-  /// The estimated offset of the server's clock from this machine's, in
-  /// ms (server minus local), from the last `hello`. Expiry decisions use
-  /// the server's time.
+  /// The estimated offset of the server's clock from this machine's wall
+  /// clock, in ms (server minus local), now; `null` before the first
+  /// reading. For display: expiry decisions use the server's time anchored
+  /// to the monotonic clock, never this machine's wall clock.
   #[napi(getter)]
-  pub fn server_clock_offset_ms(&self) -> f64 {
-    self.core.clock.offset_ms() as f64
+  pub fn server_clock_offset_ms(&self) -> Option<f64> {
+    self.core.clock.offset_ms().map(|ms| ms as f64)
+  }
+
+  /// How far the server's true time can be from our estimate of it, in
+  /// ms, now: half the round trip of the best `hello` sample plus a drift
+  /// allowance for its age; `null` before the first reading. Takers and
+  /// holders allow for it on the safe side.
+  #[napi(getter)]
+  pub fn server_clock_uncertainty_ms(&self) -> Option<f64> {
+    self.core.clock.uncertainty_ms()
   }
 }
 
@@ -260,7 +272,8 @@ impl LockManager {
       move |env, (res, core)| {
         call.settle(env, res, |value, watch| {
           finish(value, &|state| {
-            watch(&state.id)?;
+            core.check(&state); // a lock that arrived past its deadline is lost now
+            watch(&state)?;
             Ok(Lock::new(state, core.clone()))
           })
         })
@@ -333,18 +346,15 @@ impl Call {
     self,
     env: &'env Env,
     res: LockResult<T>,
-    ok: impl FnOnce(T, &dyn Fn(&mongodb::bson::oid::ObjectId) -> Result<()>) -> Result<V>,
+    ok: impl FnOnce(T, &dyn Fn(&Arc<LockState>) -> Result<()>) -> Result<V>,
   ) -> Result<Settled<'env, V>> {
-    let reason = match self.hook {
-      Some(hook) => hook.release(env)?,
-      None => None,
-    };
+    let reason = self.hook.and_then(|hook| hook.release(env));
     let on_lost = match &self.on_lost {
       Some(f) => Some(f.borrow_back(env)?),
       None => None,
     };
-    let watch = |id: &mongodb::bson::oid::ObjectId| match &on_lost {
-      Some(f) => signals::watch_on_lost(*id, &f.to_unknown()),
+    let watch = |state: &Arc<LockState>| match &on_lost {
+      Some(f) => signals::watch_on_lost(env, state, &f.to_unknown()),
       None => Ok(()),
     };
     match res {

@@ -5,19 +5,24 @@
 //! `find` tells which are gone, and those locks are lost. The refresh runs
 //! as its own task, so a server that hangs cannot hold up the other duty:
 //! waking at each held lock's deadline and declaring it lost if no refresh
-//! got through in time. Every 30 s it also re-reads the server's clock.
+//! got through in time. Every 10 s it also re-reads the server's clock.
+//!
+//! Timers here only decide when to look: every decision (is a lock past its
+//! deadline?) reads the monotonic clock of `clock::Mono` at that moment, so
+//! a late wake-up (a paused process, a suspended machine) is never a wrong
+//! answer, only a late signal; `lock.locked` is exact whenever it is read.
 
 use std::sync::Weak;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, sleep, Instant, MissedTickBehavior};
 use tracing::Instrument;
 
 use crate::core::Core;
 
-const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(30);
+const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(10);
 
 /// Runs until `stop` changes or the manager is dropped. Holds only a weak
 /// reference between ticks, so a manager JS has let go of is not kept alive.
@@ -34,7 +39,7 @@ pub fn spawn(core: Weak<Core>, mut stop: watch::Receiver<bool>, span: tracing::S
           Some(core) => core.next_deadline(),
           None => break,
         };
-        let far = Instant::now() + Duration::from_secs(3600);
+        let until_deadline = next_deadline.map_or(Duration::from_secs(3600), |d| d.remaining());
         tokio::select! {
           _ = ticker.tick() => {
             let Some(core) = core.upgrade() else { break };
@@ -56,7 +61,7 @@ pub fn spawn(core: Weak<Core>, mut stop: watch::Receiver<bool>, span: tracing::S
               ));
             }
           }
-          _ = sleep_until(next_deadline.unwrap_or(far)) => {}
+          _ = sleep(until_deadline) => {}
           _ = stop.changed() => break,
         }
         match core.upgrade() {

@@ -92,7 +92,12 @@ pub fn hook<'env>(env: &'env Env, signal: &Unknown) -> LockResult<Incoming<'env>
   let obj: Object = unsafe { signal.cast() }.map_err(|_| bad())?;
   let aborted: Unknown = obj.get_named_property("aborted").map_err(|_| bad())?;
   let add: Unknown = obj.get_named_property("addEventListener").map_err(|_| bad())?;
-  if aborted.get_type().ok() != Some(ValueType::Boolean) || add.get_type().ok() != Some(ValueType::Function) {
+  // Checked now, before anything is written: we remove our listener when
+  // the call settles, and a signal we cannot unhook must not fail a call
+  // whose lock was already taken.
+  let remove: Unknown = obj.get_named_property("removeEventListener").map_err(|_| bad())?;
+  let is_fn = |v: &Unknown| v.get_type().ok() == Some(ValueType::Function);
+  if aborted.get_type().ok() != Some(ValueType::Boolean) || !is_fn(&add) || !is_fn(&remove) {
     return Err(bad());
   }
   if unsafe { aborted.cast::<bool>() }.unwrap_or(false) {
@@ -116,17 +121,23 @@ pub fn hook<'env>(env: &'env Env, signal: &Unknown) -> LockResult<Incoming<'env>
 
 impl SignalHook {
   /// Removes our listener; returns the signal's reason if it aborted.
-  pub fn release<'env>(self, env: &'env Env) -> Result<Option<Unknown<'env>>> {
-    let signal = self.signal.get_value(env)?;
-    let obj: Object = signal.coerce_to_object()?;
-    let remove: Function<FnArgs<(String, Unknown)>, Unknown> = obj.get_named_property("removeEventListener")?;
-    let listener = self.listener.borrow_back(env)?;
-    remove.apply(obj, FnArgs::from(("abort".to_string(), listener.to_unknown())))?;
-    let aborted: bool = obj.get_named_property("aborted").unwrap_or(false);
-    let reason: Option<Unknown> = if aborted { Some(obj.get_named_property("reason")?) } else { None };
-    let reason = reason.map(|r| unsafe { Unknown::from_raw_unchecked(env.raw(), r.raw()) });
-    ManuallyDrop::into_inner(self.signal).unref(env)?;
-    Ok(reason)
+  /// Never fails: by now the call may hold a lock, and a signal object that
+  /// misbehaves (a throwing `removeEventListener`, a getter that throws)
+  /// must not turn that into an error with the lock orphaned.
+  pub fn release<'env>(self, env: &'env Env) -> Option<Unknown<'env>> {
+    let reason = (|| -> Result<Option<Unknown<'env>>> {
+      let signal = self.signal.get_value(env)?;
+      let obj: Object = signal.coerce_to_object()?;
+      if let Ok(remove) = obj.get_named_property::<Function<FnArgs<(String, Unknown)>, Unknown>>("removeEventListener") {
+        let listener = self.listener.borrow_back(env)?;
+        let _ = remove.apply(obj, FnArgs::from(("abort".to_string(), listener.to_unknown())));
+      }
+      let aborted: bool = obj.get_named_property("aborted").unwrap_or(false);
+      let reason: Option<Unknown> = if aborted { obj.get_named_property("reason").ok() } else { None };
+      Ok(reason.map(|r| unsafe { Unknown::from_raw_unchecked(env.raw(), r.raw()) }))
+    })();
+    let _ = ManuallyDrop::into_inner(self.signal).unref(env);
+    reason.ok().flatten()
   }
 }
 
@@ -155,11 +166,18 @@ pub fn check_on_lost(value: &Unknown) -> LockResult<()> {
   Ok(())
 }
 
-/// Remembers `on_lost` for the lock `id`.
-pub fn watch_on_lost(id: ObjectId, on_lost: &Unknown) -> Result<()> {
+/// Remembers `on_lost` for `state`'s lock; calls it at once if the lock
+/// was lost already (its loss notice may have been delivered before the
+/// call settled, and would not come again).
+pub fn watch_on_lost(env: &Env, state: &LockState, on_lost: &Unknown) -> Result<()> {
   let f: Function<Unknown<'static>, Unknown<'static>> = unsafe { on_lost.cast()? };
+  if state.is_lost() {
+    let error = lock_lost_error(env, lost_message(state, state.lost_why().unwrap_or("it was lost")))?;
+    let _ = f.call(error); // a throwing callback is ignored, as in deliver_lost
+    return Ok(());
+  }
   let reference = f.create_ref()?;
-  WATCHES.with(|w| w.borrow_mut().entry(id).or_default().on_lost = Some(reference));
+  WATCHES.with(|w| w.borrow_mut().entry(state.id).or_default().on_lost = Some(reference));
   Ok(())
 }
 
@@ -176,8 +194,8 @@ pub fn signal_for<'env>(env: &'env Env, state: &LockState) -> Result<Unknown<'en
       let ctor: Function<(), Unknown> = env.get_global()?.get_named_property("AbortController")?;
       let controller = ctor.new_instance(())?;
       if state.is_lost() {
-        abort(env, &controller, lost_message(state, "it was lost before its signal was read"))?;
-      } else if state.is_locked() {
+        abort(env, &controller, lost_message(state, state.lost_why().unwrap_or("it was lost")))?;
+      } else if state.is_flagged() {
         let reference = ManuallyDrop::new(controller.create_ref()?);
         WATCHES.with(|w| w.borrow_mut().entry(state.id).or_default().controller = Some(reference));
       }

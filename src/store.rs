@@ -6,25 +6,35 @@
 //! `mongo-locks` 3.x, so both libraries can share one collection.
 
 use std::collections::HashSet;
+use std::future::{Future, IntoFuture};
 use std::time::Duration;
-
-use std::future::IntoFuture;
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::error::ErrorKind;
-use mongodb::options::{ClientOptions, CollectionOptions, IndexOptions, ReturnDocument, WriteConcern};
+use mongodb::options::{
+  Acknowledgment, ClientOptions, CollectionOptions, IndexOptions, ReadConcern, ReadPreference, ReturnDocument,
+  SelectionCriteria, WriteConcern,
+};
 use mongodb::{Client, Collection, IndexModel};
 
-use crate::clock::{self, ServerClock};
+use crate::clock::{self, Mono, Sample, ServerClock, ServerNow};
 use crate::config::{redact, Config, WriteConcernChoice};
 use crate::errors::{describe_driver_error, is_duplicate_key, server_code, LockError, LockResult};
 
 /// Refresh and existence checks go to the server in batches of this many ids.
 pub const BATCH: usize = 1000;
 
+/// How many `hello`s one reading of the server's clock takes; the one with
+/// the shortest round trip is kept.
+const CLOCK_SAMPLES: usize = 3;
+
 pub struct Store {
   client: Client,
+  /// The bound on every operation (see `Config::operation_timeout`).
+  timeout: Duration,
+  /// The longest half round trip a clock sample may have to be used.
+  max_half_rtt: Duration,
   locks: Collection<Document>,
   /// Per-key counters behind fencing tokens: `<collection>.fencing`.
   fencing: Collection<Document>,
@@ -62,25 +72,36 @@ impl Store {
       options.app_name = Some("mongo-locks-native".to_string());
     }
     let client = Client::with_options(options).map_err(|e| LockError::server("creating the client", &e))?;
-    let hello = sync_clock(&client, clock).await?;
+    let timeout = config.operation_timeout;
+    let max_half_rtt = (config.ttl / 8).min(Duration::from_millis(2500));
+    let hello = bounded(timeout, "reading the server's clock", sample_clock(&client, clock, max_half_rtt)).await??;
     let majority = match config.write_concern {
       WriteConcernChoice::Auto => hello.replicated,
       WriteConcernChoice::Majority => true,
       WriteConcernChoice::Default => false,
     };
     let db = client.database(&config.database);
+    // Every read here decides something (is a lock still ours? did our
+    // insert land?), so it goes to the primary whatever the connection
+    // string prefers; on a replica set it reads majority-committed data and
+    // writes wait for a majority, for at most the operation timeout.
     let with = |name: &str| {
-      let options = if majority {
-        CollectionOptions::builder().write_concern(WriteConcern::majority()).build()
-      } else {
-        CollectionOptions::default()
-      };
+      let mut options = CollectionOptions::builder()
+        .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
+        .build();
+      if majority {
+        options.read_concern = Some(ReadConcern::majority());
+        options.write_concern =
+          Some(WriteConcern::builder().w(Acknowledgment::Majority).w_timeout(timeout).build());
+      }
       db.collection_with_options::<Document>(name, options)
     };
     let store = Store {
       locks: with(&config.collection),
       fencing: with(&format!("{}.fencing", config.collection)),
       client,
+      timeout,
+      max_half_rtt,
       majority,
     };
     store.ensure_indexes().await?;
@@ -88,10 +109,20 @@ impl Store {
       target: "mongo_locks_native",
       uri = %redact(&config.uri),
       majority,
-      clock_offset_ms = clock.offset_ms(),
+      clock_offset_ms = clock.offset_ms().unwrap_or(0),
+      clock_uncertainty_ms = clock.uncertainty_ms().unwrap_or(0.0),
       "connected"
     );
     Ok(store)
+  }
+
+  /// Runs one server operation within the operation timeout.
+  async fn bounded<T>(
+    &self,
+    doing: &str,
+    op: impl Future<Output = mongodb::error::Result<T>>,
+  ) -> LockResult<T> {
+    bounded(self.timeout, doing, op).await?.map_err(|e| LockError::server(doing, &e))
   }
 
   /// `{ action: 1 }` unique is what makes a lock exclusive: it must exist.
@@ -103,17 +134,14 @@ impl Store {
       .keys(doc! { "action": 1 })
       .options(IndexOptions::builder().unique(true).build())
       .build();
-    self
-      .locks
-      .create_index(unique)
-      .await
-      .map_err(|e| LockError::server("creating the unique index on action", &e))?;
+    self.bounded("creating the unique index on action", self.locks.create_index(unique).into_future()).await?;
 
     let ttl = IndexModel::builder()
       .keys(doc! { "expiresAt": 1 })
       .options(IndexOptions::builder().expire_after(Duration::from_secs(0)).build())
       .build();
-    if let Err(e) = self.locks.create_index(ttl).await {
+    let doing = "creating the TTL index on expiresAt";
+    if let Err(e) = bounded(self.timeout, doing, self.locks.create_index(ttl).into_future()).await? {
       // Each manager connects once, so this warns once per manager.
       if refuses_ttl(&e) {
         tracing::warn!(
@@ -123,7 +151,7 @@ impl Store {
            but abandoned lock documents stay in the collection"
         );
       } else {
-        return Err(LockError::server("creating the TTL index on expiresAt", &e));
+        return Err(LockError::server(doing, &e));
       }
     }
     Ok(())
@@ -131,76 +159,80 @@ impl Store {
 
   /// Re-reads the server's clock (see `clock`).
   pub async fn sync_clock(&self, clock: &ServerClock) -> LockResult<()> {
-    sync_clock(&self.client, clock).await.map(|_| ())
+    bounded(self.timeout, "reading the server's clock", sample_clock(&self.client, clock, self.max_half_rtt))
+      .await?
+      .map(|_| ())
   }
 
-  /// Inserts a new lock document; `false` when the key is already held.
-  pub async fn insert(&self, id: ObjectId, action: &Bson, now: DateTime, ttl: Duration) -> LockResult<bool> {
+  /// Inserts a new lock document written at server time `now`; `false` when
+  /// the key is already held. On an error the write may still have applied:
+  /// the caller removes document `id`.
+  pub async fn insert(&self, id: ObjectId, action: &Bson, now: &ServerNow, ttl: Duration) -> LockResult<bool> {
+    let at = now.estimate();
     let lock = doc! {
       "_id": id,
       "action": action.clone(),
-      "createdAt": now,
-      "refreshedAt": now,
-      "expiresAt": clock::after(now, ttl),
+      "createdAt": at,
+      "refreshedAt": at,
+      "expiresAt": clock::after(at, ttl),
     };
-    let first = self.locks.insert_one(lock.clone()).await;
-    let outcome = match first {
-      Err(e) if is_transient(&e) => {
-        // The first insert may have reached the server before the connection
-        // broke: then the retry meets our own document as a duplicate.
-        match self.locks.insert_one(lock).await {
-          Err(e) if is_duplicate_key(&e) => match self.locks.find_one(doc! { "_id": id }).await {
-            Ok(found) => return Ok(found.is_some()),
-            Err(e) => Err(e),
-          },
-          other => other.map(|_| ()),
+    let attempt = async {
+      match self.locks.insert_one(lock.clone()).await {
+        Err(e) if is_transient(&e) => {
+          // The first insert may have reached the server before the
+          // connection broke: then the retry meets our own document as a
+          // duplicate, and a read of our `_id` (on the primary) tells.
+          match self.locks.insert_one(lock).await {
+            Err(e) if is_duplicate_key(&e) => self.locks.find_one(doc! { "_id": id }).await.map(|found| found.is_some()),
+            other => other.map(|_| true),
+          }
         }
+        other => other.map(|_| true),
       }
-      other => other.map(|_| ()),
     };
-    match outcome {
-      Ok(()) => Ok(true),
+    match bounded(self.timeout, "inserting the lock document", attempt).await? {
+      Ok(inserted) => Ok(inserted),
       Err(e) if is_duplicate_key(&e) => Ok(false),
       Err(e) => Err(LockError::server("inserting the lock document", &e)),
     }
   }
 
-  /// Deletes the lock on `action` only if it expired before `now`: the
-  /// atomic half of a takeover. `true` when we removed it.
-  pub async fn delete_expired(&self, action: &Bson, now: DateTime) -> LockResult<bool> {
-    let filter = doc! { "action": action.clone(), "expiresAt": { "$lt": now } };
-    let res = retry_once(|| self.locks.delete_one(filter.clone()))
-      .await
-      .map_err(|e| LockError::server("removing an expired lock", &e))?;
+  /// Deletes the lock on `action` only if it expired before `earliest` (the
+  /// earliest the server's time can be now): the atomic half of a takeover.
+  /// `true` when we removed it.
+  pub async fn delete_expired(&self, action: &Bson, earliest: DateTime) -> LockResult<bool> {
+    let filter = doc! { "action": action.clone(), "expiresAt": { "$lt": earliest } };
+    let res = self
+      .bounded("removing an expired lock", retry_once(|| self.locks.delete_one(filter.clone())))
+      .await?;
     Ok(res.deleted_count == 1)
   }
 
-  /// Pushes the expiry of each of `ids` to `now + ttl`; returns how many matched.
-  pub async fn refresh(&self, ids: &[ObjectId], now: DateTime, ttl: Duration) -> LockResult<u64> {
-    let update = doc! { "$set": { "refreshedAt": now, "expiresAt": clock::after(now, ttl) } };
-    let res = retry_once(|| self.locks.update_many(by_ids(ids), update.clone()))
-      .await
-      .map_err(|e| LockError::server("refreshing locks", &e))?;
+  /// Pushes the expiry of each of `ids` to at least `now + ttl` (`$max`: a
+  /// slower refresh sent earlier never moves an expiry back); returns how
+  /// many matched.
+  pub async fn refresh(&self, ids: &[ObjectId], now: &ServerNow, ttl: Duration) -> LockResult<u64> {
+    let at = now.estimate();
+    let update = doc! { "$set": { "refreshedAt": at }, "$max": { "expiresAt": clock::after(at, ttl) } };
+    let res = self
+      .bounded("refreshing locks", retry_once(|| self.locks.update_many(by_ids(ids), update.clone())))
+      .await?;
     Ok(res.matched_count)
   }
 
-  /// Which of `ids` still have a document.
+  /// Which of `ids` still have a document (read on the primary).
   pub async fn existing(&self, ids: &[ObjectId]) -> LockResult<HashSet<ObjectId>> {
-    let cursor = retry_once(|| self.locks.find(by_ids(ids)).projection(doc! { "_id": 1 }))
-      .await
-      .map_err(|e| LockError::server("checking held locks", &e))?;
-    let docs: Vec<Document> = cursor
-      .try_collect()
-      .await
-      .map_err(|e| LockError::server("checking held locks", &e))?;
+    let read = async {
+      let cursor = retry_once(|| self.locks.find(by_ids(ids)).projection(doc! { "_id": 1 })).await?;
+      cursor.try_collect::<Vec<Document>>().await
+    };
+    let docs = self.bounded("checking held locks", read).await?;
     Ok(docs.iter().filter_map(|d| d.get_object_id("_id").ok()).collect())
   }
 
   /// Deletes lock documents by id; returns how many were deleted.
   pub async fn delete(&self, ids: &[ObjectId]) -> LockResult<u64> {
-    let res = retry_once(|| self.locks.delete_many(by_ids(ids)))
-      .await
-      .map_err(|e| LockError::server("freeing locks", &e))?;
+    let res = self.bounded("freeing locks", retry_once(|| self.locks.delete_many(by_ids(ids)))).await?;
     Ok(res.deleted_count)
   }
 
@@ -209,15 +241,14 @@ impl Store {
   pub async fn next_fencing_token(&self, action: &Bson) -> LockResult<i64> {
     // A retry after a broken connection may skip a number: tokens only
     // need to increase.
-    let counter = retry_once(|| {
+    let increment = retry_once(|| {
       self
         .fencing
         .find_one_and_update(doc! { "_id": action.clone() }, doc! { "$inc": { "token": 1_i64 } })
         .upsert(true)
         .return_document(ReturnDocument::After)
-    })
-    .await
-    .map_err(|e| LockError::server("taking a fencing token", &e))?;
+    });
+    let counter = self.bounded("taking a fencing token", increment).await?;
     let token = counter.as_ref().and_then(|d| match d.get("token") {
       Some(Bson::Int64(n)) => Some(*n),
       Some(Bson::Int32(n)) => Some(*n as i64),
@@ -233,20 +264,14 @@ impl Store {
   /// Records `token` on our lock document; `false` if the document is gone
   /// (we lost the lock before the token was ours).
   pub async fn record_fencing_token(&self, id: ObjectId, token: i64) -> LockResult<bool> {
-    let res = retry_once(|| self.locks.update_one(doc! { "_id": id }, doc! { "$set": { "fencingToken": token } }))
-      .await
-      .map_err(|e| LockError::server("recording a fencing token", &e))?;
+    let record = retry_once(|| self.locks.update_one(doc! { "_id": id }, doc! { "$set": { "fencingToken": token } }));
+    let res = self.bounded("recording a fencing token", record).await?;
     Ok(res.matched_count == 1)
   }
 
   /// One `ping` round trip.
   pub async fn ping(&self) -> LockResult<()> {
-    self
-      .client
-      .database("admin")
-      .run_command(doc! { "ping": 1 })
-      .await
-      .map_err(|e| LockError::server("ping", &e))?;
+    self.bounded("ping", self.client.database("admin").run_command(doc! { "ping": 1 }).into_future()).await?;
     Ok(())
   }
 
@@ -256,26 +281,72 @@ impl Store {
   }
 }
 
-/// `hello`: the server's `localTime`, timed, folded into `clock`.
-async fn sync_clock(client: &Client, clock: &ServerClock) -> LockResult<Hello> {
-  let sent = clock::local_ms();
-  let reply = client
-    .database("admin")
-    .run_command(doc! { "hello": 1 })
+/// Reads the server's clock: a `ping` first, so that server selection and
+/// connection set-up happen outside the timed exchanges, then
+/// `CLOCK_SAMPLES` timed `hello`s on the warm connection, of which the one
+/// with the shortest round trip is offered to `clock`. A sample whose half
+/// round trip is over `max_half_rtt` means too little: refused, and an
+/// error if the clock has no sample yet.
+async fn sample_clock(client: &Client, clock: &ServerClock, max_half_rtt: Duration) -> LockResult<Hello> {
+  let admin = client.database("admin");
+  let primary = SelectionCriteria::ReadPreference(ReadPreference::Primary);
+  let doing = "reading the server's clock (hello)";
+  admin
+    .run_command(doc! { "ping": 1 })
+    .selection_criteria(primary.clone())
     .await
-    .map_err(|e| LockError::server("reading the server's clock (hello)", &e))?;
-  let received = clock::local_ms();
-  let replicated = reply.get_str("setName").is_ok() || reply.get_str("msg").map(|m| m == "isdbgrid").unwrap_or(false);
-  match reply.get_datetime("localTime") {
-    Ok(server_time) => {
-      clock.record(sent, received, *server_time);
-      Ok(Hello { replicated })
-    }
-    Err(_) => {
+    .map_err(|e| LockError::server(doing, &e))?;
+  let mut best: Option<Sample> = None;
+  let mut replicated = false;
+  for _ in 0..CLOCK_SAMPLES {
+    let sent = Mono::now();
+    let reply = admin
+      .run_command(doc! { "hello": 1 })
+      .selection_criteria(primary.clone())
+      .await
+      .map_err(|e| LockError::server(doing, &e))?;
+    let received = Mono::now();
+    replicated = reply.get_str("setName").is_ok() || reply.get_str("msg").is_ok_and(|m| m == "isdbgrid");
+    let Ok(server_time) = reply.get_datetime("localTime") else {
       tracing::warn!(target: "mongo_locks_native", "the server's hello has no localTime; expiry uses this machine's clock");
-      Ok(Hello { replicated })
+      let now = Mono::now();
+      clock.offer(Sample { server_ms: clock::wall_ms(), at: now, half_rtt: Duration::ZERO });
+      return Ok(Hello { replicated });
+    };
+    let sample = Sample::from_exchange(sent, received, *server_time);
+    if best.is_none_or(|b| sample.half_rtt < b.half_rtt) {
+      best = Some(sample);
     }
   }
+  let best = best.expect("CLOCK_SAMPLES > 0");
+  if best.half_rtt > max_half_rtt {
+    let message = format!(
+      "mongo-locks-native: reading the server's clock failed: the shortest of {CLOCK_SAMPLES} round trips took {} ms, \
+       too long to date lock expiries (at most {} ms with this ttlMs)",
+      (best.half_rtt * 2).as_millis(),
+      (max_half_rtt * 2).as_millis()
+    );
+    if clock.now().is_none() {
+      return Err(LockError::Server { message, code: None });
+    }
+    // We have an older sample: keep it (its uncertainty keeps growing) and say so.
+    tracing::warn!(target: "mongo_locks_native", "{message}; keeping the previous reading");
+    return Ok(Hello { replicated });
+  }
+  clock.offer(best);
+  Ok(Hello { replicated })
+}
+
+/// `op` within `limit`: `Err` when the server did not answer in time (the
+/// operation is abandoned; a write may still have applied).
+async fn bounded<T>(limit: Duration, doing: &str, op: impl Future<Output = T>) -> LockResult<T> {
+  tokio::time::timeout(limit, op).await.map_err(|_| LockError::Server {
+    message: format!(
+      "mongo-locks-native: {doing} failed: no reply from the server within {} ms (operationTimeoutMs)",
+      limit.as_millis()
+    ),
+    code: None,
+  })
 }
 
 /// A connection that broke under an operation (typically: the server

@@ -27,7 +27,7 @@ pub fn jitter() -> f64 {
   static STATE: AtomicU64 = AtomicU64::new(0);
   let mut x = STATE.load(Relaxed);
   if x == 0 {
-    x = crate::clock::local_ms() as u64 ^ 0x9E37_79B9_7F4A_7C15 ^ (std::process::id() as u64) << 32;
+    x = crate::clock::wall_ms() as u64 ^ 0x9E37_79B9_7F4A_7C15 ^ (std::process::id() as u64) << 32;
   }
   x ^= x << 13;
   x ^= x >> 7;
