@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use crate::errors::{lock_lost_error, LockError, LockResult};
 use crate::key::key_text;
 use crate::lock::LockState;
-use crate::values::describe;
+use crate::values::{describe, ignoring_failure};
 
 // ---------------------------------------------------------------- in
 
@@ -128,12 +128,13 @@ impl SignalHook {
     let reason = (|| -> Result<Option<Unknown<'env>>> {
       let signal = self.signal.get_value(env)?;
       let obj: Object = signal.coerce_to_object()?;
-      if let Ok(remove) = obj.get_named_property::<Function<FnArgs<(String, Unknown)>, Unknown>>("removeEventListener") {
+      let remove = obj.get_named_property::<Function<FnArgs<(String, Unknown)>, Unknown>>("removeEventListener");
+      if let Some(remove) = ignoring_failure(env, remove) {
         let listener = self.listener.borrow_back(env)?;
-        let _ = remove.apply(obj, FnArgs::from(("abort".to_string(), listener.to_unknown())));
+        ignoring_failure(env, remove.apply(obj, FnArgs::from(("abort".to_string(), listener.to_unknown()))));
       }
-      let aborted: bool = obj.get_named_property("aborted").unwrap_or(false);
-      let reason: Option<Unknown> = if aborted { obj.get_named_property("reason").ok() } else { None };
+      let aborted = ignoring_failure(env, obj.get_named_property::<bool>("aborted")).unwrap_or(false);
+      let reason: Option<Unknown> = if aborted { ignoring_failure(env, obj.get_named_property("reason")) } else { None };
       Ok(reason.map(|r| unsafe { Unknown::from_raw_unchecked(env.raw(), r.raw()) }))
     })();
     let _ = ManuallyDrop::into_inner(self.signal).unref(env);
@@ -173,7 +174,7 @@ pub fn watch_on_lost(env: &Env, state: &LockState, on_lost: &Unknown) -> Result<
   let f: Function<Unknown<'static>, Unknown<'static>> = unsafe { on_lost.cast()? };
   if state.is_lost() {
     let error = lock_lost_error(env, lost_message(state, state.lost_why().unwrap_or("it was lost")))?;
-    let _ = f.call(error); // a throwing callback is ignored, as in deliver_lost
+    ignoring_failure(env, f.call(error)); // a throwing callback is ignored, as in deliver_lost
     return Ok(());
   }
   let reference = f.create_ref()?;
@@ -222,12 +223,12 @@ fn deliver_lost(env: &Env, id: &str, message: String) -> Result<()> {
   let error = lock_lost_error(env, message)?;
   if let Some(controller) = watch.controller {
     let value = controller.get_value(env)?;
-    let _ = abort_with(&value, error);
+    ignoring_failure(env, abort_with(&value, error));
     ManuallyDrop::into_inner(controller).unref(env)?;
   }
   if let Some(on_lost) = watch.on_lost {
     // A throwing callback must not become an uncaught exception.
-    let _ = on_lost.borrow_back(env).and_then(|f| f.call(error));
+    ignoring_failure(env, on_lost.borrow_back(env).and_then(|f| f.call(error)));
   }
   Ok(())
 }

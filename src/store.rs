@@ -275,9 +275,11 @@ impl Store {
     Ok(())
   }
 
-  /// Closes the connection pool.
+  /// Closes the connection pool. The driver's shutdown talks to the server
+  /// (it ends its sessions there), so a server that no longer answers gets
+  /// the operation timeout, after which the pool is simply dropped.
   pub async fn shutdown(&self) {
-    self.client.clone().shutdown().immediate(true).await;
+    let _ = bounded(self.timeout, "closing the connections", self.client.clone().shutdown().immediate(true).into_future()).await;
   }
 }
 

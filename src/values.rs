@@ -100,6 +100,28 @@ pub fn is_plain_object(value: &Unknown) -> Result<bool> {
   }
 }
 
+/// The value of a JS call whose failure we choose to ignore (a user's
+/// callback or signal that throws); `None` if it failed. A JS exception
+/// thrown there stays pending in the environment and would make every later
+/// N-API call on this thread fail, so it is cleared here.
+pub fn ignoring_failure<T>(env: &Env, res: Result<T>) -> Option<T> {
+  match res {
+    Ok(value) => Some(value),
+    Err(_) => {
+      let mut pending = false;
+      // SAFETY: plain N-API calls on the JS thread with a live env.
+      unsafe {
+        napi::sys::napi_is_exception_pending(env.raw(), &mut pending);
+        if pending {
+          let mut exception = std::ptr::null_mut();
+          napi::sys::napi_get_and_clear_last_exception(env.raw(), &mut exception);
+        }
+      }
+      None
+    }
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
