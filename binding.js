@@ -835,7 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.Lock = nativeBinding.Lock
 module.exports.LockManager = nativeBinding.LockManager
+module.exports.NativeLock = nativeBinding.NativeLock
 module.exports.acquireLock = nativeBinding.acquireLock
 module.exports.requireLock = nativeBinding.requireLock

@@ -3,7 +3,7 @@ import type { NamedPlugin } from '@hapi/hapi'
 import type { LockManager, LockManagerOptions, MongoCollectionLike } from './index.js'
 
 /** The LockManager options the plugin passes through (it supplies `logger` itself). */
-export type MongoLocksPluginLockerOptions = Pick<LockManagerOptions, 'ttlMs' | 'refreshMs' | 'serverSelectionTimeoutMs' | 'writeConcern'>
+export type MongoLocksPluginLockerOptions = Pick<LockManagerOptions, 'ttlMs' | 'refreshMs' | 'serverSelectionTimeoutMs' | 'operationTimeoutMs' | 'writeConcern'>
 
 /** The plugin connects on its own: `LockManager.connect(mongoUrl, …)`. */
 export interface MongoLocksPluginUrlOptions extends MongoLocksPluginLockerOptions {

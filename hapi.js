@@ -12,7 +12,7 @@ const { name, version } = require('./package.json')
 const library = () => require('./index.js')
 
 /** Plugin options passed straight to the LockManager (it checks their values). */
-const LOCKER_OPTIONS = ['ttlMs', 'refreshMs', 'serverSelectionTimeoutMs', 'writeConcern']
+const LOCKER_OPTIONS = ['ttlMs', 'refreshMs', 'serverSelectionTimeoutMs', 'operationTimeoutMs', 'writeConcern']
 const KNOWN_OPTIONS = ['mongoUrl', 'databaseName', 'collection', ...LOCKER_OPTIONS]
 const LEVELS = ['debug', 'info', 'warn', 'error']
 

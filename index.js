@@ -1,6 +1,10 @@
 'use strict'
-// The JavaScript face of the native module: the error classes, the disposal
-// symbols on Lock, withLock (it runs a JS callback), and the exports.
+// The JavaScript face of the native module: the error classes, withLock (it
+// runs a JS callback), the disposal symbols on locks, the exports, and what
+// mongo-locks 3.2 code reads that only JavaScript can give it: `lock._id` as
+// an ObjectId of the application's `mongodb`, `lock.collection` and
+// `locker.collection` (the application's own Collection), `locker.ready`,
+// `locker.MongoLocksError`, and console logging by default.
 // Everything else is in Rust.
 
 const native = require('./binding.js')
@@ -22,40 +26,244 @@ class LockLostError extends Error {
 }
 native.registerErrorClasses(MongoLocksError, LockLostError)
 
-const { LockManager, Lock, acquireLock, requireLock } = native
+const { acquireLock, requireLock } = native
+// The Rust class of locks is `NativeLock`; it is exported as `Lock` too, for
+// `instanceof` (in the types, `Lock` is mongo-locks' shape).
+const { NativeLock } = native
+const NativeLockManager = native.LockManager
+
+// --- The application's `mongodb` (a peer dependency, as for mongo-locks) ---
+
+let mongodb
+/** `require('mongodb')`, resolved from this package: the application's copy, as a peer dependency. */
+function appMongodb(needed) {
+  if (mongodb === undefined) {
+    try {
+      mongodb = require('mongodb')
+    } catch (cause) {
+      throw new Error(
+        `mongo-locks-native: ${needed} needs the \`mongodb\` package (a peer dependency, as for mongo-locks): npm install mongodb`,
+        { cause },
+      )
+    }
+  }
+  return mongodb
+}
+
+/** Sets `obj[name]` as an own, writable field, as mongo-locks' class fields are. */
+function setField(obj, name, value) {
+  Object.defineProperty(obj, name, { value, writable: true, enumerable: true, configurable: true })
+  return value
+}
+
+// --- Logging: the console by default, as mongo-locks reports its failures ---
+
+// The Rust core calls logger[level](fields, message); without a logger of
+// the application's, warnings and errors go to the console (mongo-locks
+// prints `console.error("Failed to refresh lock", action)`); debug and info
+// are dropped. `logger: false` silences everything.
+const PREFIX = 'mongo-locks-native: '
+function consoleLine(message, fields) {
+  // Server errors come with the prefix already.
+  const text = String(message).startsWith(PREFIX) ? String(message) : `${PREFIX}${message}`
+  return fields && typeof fields === 'object' && Object.keys(fields).length > 0 ? [text, fields] : [text]
+}
+const consoleLogger = Object.freeze({
+  warn: (fields, message) => console.warn(...consoleLine(message, fields)),
+  error: (fields, message) => console.error(...consoleLine(message, fields)),
+})
+
+/** The options handed to Rust: `logger` defaulted to the console, or removed when `false`. */
+function withDefaultLogger(options) {
+  if (options === undefined || options === null) return { logger: consoleLogger }
+  // Not an options object: the Rust side refuses it with its own TypeError.
+  if (typeof options !== 'object' || Array.isArray(options)) return options
+  if (options.logger === false) {
+    const { logger, ...rest } = options
+    return rest
+  }
+  if (options.logger === undefined || options.logger === null) return { ...options, logger: consoleLogger }
+  return options
+}
+
+// --- LockManager ---
+
+/** Which manager took each lock (for `lock.collection`). */
+const managerOf = new WeakMap()
+/** For managers made by `LockManager.connect()`: where `collection` connects, and its client once made. */
+const connectedTo = new WeakMap()
+/** The pending or resolved `ready` promise of each manager. */
+const readyOf = new WeakMap()
+
+const nativeLock = NativeLockManager.prototype.lock
+const nativeLockAll = NativeLockManager.prototype.lockAll
+const nativeConnect = NativeLockManager.connect
+const INDEX_NAMES = Object.freeze(['action_1', 'expiresAt_1'])
 
 /**
- * Runs `fn(lock, lock.signal)` while holding the lock on `key`, and frees
- * it afterwards. Rejects like requireLock when the lock cannot be had. An
- * error of `fn` is kept, never masked by a failure to free; a failure to
- * free after `fn` succeeded does not turn that success into an error (the
- * lock then expires after its ttl).
+ * Hands out locks stored in one MongoDB collection, and keeps them fresh.
+ * The Rust class, with mongo-locks' fields; subclass it and spy on its
+ * prototype as with mongo-locks'.
  */
-LockManager.prototype.withLock = async function withLock(key, fn, options) {
-  if (typeof fn !== 'function') {
-    throw new TypeError(`mongo-locks-native: withLock(key, fn) needs a function, got ${typeof fn}`)
+class LockManager extends NativeLockManager {
+  constructor(collection, options) {
+    super(collection, withDefaultLogger(options))
+    setField(this, 'collection', collection)
   }
-  const lock = await this.lock(key, options)
-  if (!lock) throw new Error(`Failed to acquire lock for ${String(key)}`)
-  let result
-  try {
-    result = await fn(lock, lock.signal)
-  } catch (err) {
+
+  /** Connects to `uri` and resolves to a ready manager once the indexes exist. */
+  static async connect(uri, options) {
+    const locker = await nativeConnect.call(NativeLockManager, uri, withDefaultLogger(options))
+    // Made by Rust as a NativeLockManager: give it this class's methods and fields.
+    Object.setPrototypeOf(locker, LockManager.prototype)
+    connectedTo.set(locker, {
+      uri,
+      database: options.database,
+      collection: options.collection === undefined ? 'mongo-locks' : options.collection,
+      serverSelectionTimeoutMs: options.serverSelectionTimeoutMs,
+      client: undefined,
+    })
+    return locker
+  }
+
+  lock(key, options) {
+    return nativeLock.call(this, key, options).then((lock) => {
+      if (lock) managerOf.set(lock, this)
+      return lock
+    })
+  }
+
+  lockAll(keys, options) {
+    return nativeLockAll.call(this, keys, options).then((locks) => {
+      if (locks) for (const lock of locks) managerOf.set(lock, this)
+      return locks
+    })
+  }
+
+  /**
+   * Runs `fn(lock, lock.signal)` while holding the lock on `key`, and frees
+   * it afterwards. Rejects like requireLock when the lock cannot be had. An
+   * error of `fn` is kept, never masked by a failure to free; a failure to
+   * free after `fn` succeeded does not turn that success into an error (the
+   * lock then expires after its ttl).
+   */
+  async withLock(key, fn, options) {
+    if (typeof fn !== 'function') {
+      throw new TypeError(`mongo-locks-native: withLock(key, fn) needs a function, got ${typeof fn}`)
+    }
+    const lock = await this.lock(key, options)
+    if (!lock) throw new Error(`Failed to acquire lock for ${String(key)}`)
+    let result
+    try {
+      result = await fn(lock, lock.signal)
+    } catch (err) {
+      await lock.free().catch(() => {})
+      throw err
+    }
     await lock.free().catch(() => {})
-    throw err
+    return result
   }
-  await lock.free().catch(() => {})
-  return result
+
+  /** Frees the held locks and closes the connections (and the client `collection` made after connect()). */
+  async close() {
+    try {
+      await super.close()
+    } finally {
+      const target = connectedTo.get(this)
+      const client = target && target.client
+      if (client) {
+        target.client = undefined
+        await client.close()
+      }
+    }
+  }
 }
 
-Lock.prototype[Symbol.asyncDispose] = function asyncDispose() {
-  return this.free()
-}
-// `using` cannot wait: start the release and keep a failure from becoming an
-// unhandled rejection (the lock then expires after its ttl).
-Lock.prototype[Symbol.dispose] = function dispose() {
-  this.free().catch(() => {})
-}
+Object.defineProperties(LockManager.prototype, {
+  // Set as an own field by the constructor. After connect(), made on first
+  // read: a collection of a MongoClient of the application's `mongodb`, for
+  // the same connection string, database and collection (closed by close()).
+  collection: {
+    configurable: true,
+    get() {
+      const target = connectedTo.get(this)
+      if (target === undefined) return undefined
+      const { MongoClient } = appMongodb('locker.collection after LockManager.connect()')
+      const timeout = target.serverSelectionTimeoutMs
+      target.client = new MongoClient(target.uri, timeout === undefined ? undefined : { serverSelectionTimeoutMS: timeout })
+      return setField(this, 'collection', target.client.db(target.database).collection(target.collection))
+    },
+    set(value) {
+      setField(this, 'collection', value)
+    },
+  },
+  // Resolves (to the index names, as mongo-locks' createIndexes promise does)
+  // once the manager is connected and its indexes exist. A rejected `ready`
+  // is dropped, so the next read tries again, as lock() does; reading it
+  // never leaves an unhandled rejection behind.
+  ready: {
+    configurable: true,
+    get() {
+      let ready = readyOf.get(this)
+      if (ready === undefined) {
+        ready = this.ping().then(
+          () => INDEX_NAMES.slice(),
+          (err) => {
+            readyOf.delete(this)
+            throw err
+          },
+        )
+        ready.catch(() => {})
+        readyOf.set(this, ready)
+      }
+      return ready
+    },
+  },
+  MongoLocksError: { value: MongoLocksError, writable: true, configurable: true },
+})
+
+// --- Locks ---
+
+Object.defineProperties(NativeLock.prototype, {
+  // The lock document's `_id` as an ObjectId of the application's `mongodb`
+  // (`lock.id` is its hex string): made on first read, then an own field.
+  _id: {
+    configurable: true,
+    get() {
+      return setField(this, '_id', new (appMongodb('lock._id').ObjectId)(this.id))
+    },
+    set(value) {
+      setField(this, '_id', value)
+    },
+  },
+  // The collection of the manager that took the lock.
+  collection: {
+    configurable: true,
+    get() {
+      const locker = managerOf.get(this)
+      return locker === undefined ? undefined : locker.collection
+    },
+    set(value) {
+      setField(this, 'collection', value)
+    },
+  },
+  [Symbol.asyncDispose]: {
+    configurable: true,
+    writable: true,
+    value: function asyncDispose() {
+      return this.free()
+    },
+  },
+  // `using` cannot wait: start the release and keep a failure from becoming
+  // an unhandled rejection (the lock then expires after its ttl).
+  [Symbol.dispose]: {
+    configurable: true,
+    writable: true,
+    value: function dispose() {
+      this.free().catch(() => {})
+    },
+  },
+})
 
 // The Hapi plugin, also at `mongo-locks-native/hapi` (hapi.js requires this
 // file lazily, so either can be loaded first).
@@ -63,7 +271,8 @@ const { plugin: hapiPlugin } = require('./hapi.js')
 
 module.exports = {
   LockManager,
-  Lock,
+  Lock: NativeLock,
+  NativeLock,
   MongoLocksError,
   LockLostError,
   acquireLock,

@@ -100,13 +100,13 @@ describe('logging', () => {
     }
   })
 
-  it('is silent by default (no logger: nothing printed)', async () => {
-    // A child process with no logger prints nothing on stderr/stdout.
+  it('is silent with logger: false (nothing printed, not even the console default)', async () => {
+    // A child process with logger: false prints nothing on stderr/stdout.
     const { runNode, root } = await import('./support.mjs')
     const path = await import('node:path')
     const ctx = await freshCollection('log')
     try {
-      const run = await runNode(path.join(root, '__test__', 'fixtures', 'close-and-exit.mjs'), [ctx.name, 'close'])
+      const run = await runNode(path.join(root, '__test__', 'fixtures', 'close-and-exit.mjs'), [ctx.name, 'close', 'silent'])
       expect(run.code).toBe(0)
       expect(run.stderr).toBe('')
       expect(JSON.parse(run.stdout)).toEqual({ locked: [false, false, false] })

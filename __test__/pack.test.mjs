@@ -1,9 +1,9 @@
 // The package as npm publishes it: `npm pack`, install the tarball into a
 // fresh project outside the repo (no Rust there, the prebuilt addon is in the
 // tarball), then use it by name from there, in both module systems.
-import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from 'vitest'
+import { readFileSync, describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from 'vitest'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readdirSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readdirSync, readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { root, runNode, node24, freshCollection, mongoUrl } from './support.mjs'
@@ -93,7 +93,10 @@ describe('npm package', () => {
     project = path.join(tmp, 'app')
     mkdirSync(project)
     npm(['init', '-y'], project)
-    npm(['install', tarball, '--no-audit', '--no-fund', '--offline'], project)
+    // An application has its own `mongodb` (our peer dependency, as it is
+    // mongo-locks'): the version this repository tests with.
+    const { version } = JSON.parse(readFileSync(path.join(root, 'node_modules', 'mongodb', 'package.json'), 'utf8'))
+    npm(['install', `mongodb@${version}`, tarball, '--no-audit', '--no-fund', '--prefer-offline'], project)
     writeFileSync(path.join(project, 'check.cjs'), CJS_CHECK)
     writeFileSync(path.join(project, 'check.mjs'), ESM_CHECK)
     writeFileSync(path.join(project, 'lock.cjs'), LOCK_CHECK)

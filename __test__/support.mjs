@@ -91,7 +91,9 @@ export function useLocker(prefix = 'locks', options) {
   const t = {}
   beforeEach(async () => {
     t.ctx = await freshCollection(prefix)
-    t.locker = new lib.LockManager(t.ctx.collection, options)
+    // Quiet unless the test brings a logger: the console default (warnings
+    // and errors, as mongo-locks prints them) is tested in drop-in.test.mjs.
+    t.locker = new lib.LockManager(t.ctx.collection, { logger: false, ...options })
   })
   afterEach(async () => {
     await t.locker.close()

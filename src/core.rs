@@ -344,11 +344,11 @@ impl Core {
     self.check(state);
     let was_held = state.unlock();
     self.held.lock().unwrap().remove(&state.id);
-    if state.doc_gone() || self.is_closed() {
+    if state.nothing_to_delete() || self.is_closed() {
       return Ok(false);
     }
     let deleted = self.store().await?.delete(&[state.id]).await?;
-    state.set_doc_gone();
+    state.set_nothing_to_delete();
     if deleted == 1 {
       self.waiters.wake(&state.key);
     }
@@ -356,6 +356,16 @@ impl Core {
       tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed");
     }
     Ok(deleted == 1 && !state.is_lost())
+  }
+
+  /// `lock.locked = false`: stops refreshing `state` and forgets it, leaving
+  /// its document to expire (as `mongo-locks` does). Not a loss: no signal.
+  pub fn abandon(&self, state: &Arc<LockState>) {
+    self.held.lock().unwrap().remove(&state.id);
+    if state.unlock() {
+      state.set_nothing_to_delete();
+      tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "abandoned (locked = false)");
+    }
   }
 
   /// `lock.refresh()`: pushes the expiry one ttl forward now.
@@ -368,7 +378,7 @@ impl Core {
     let matched = store.refresh(&[state.id], &now, self.config.ttl).await?;
     Stats::add(&self.stats.refreshes, matched);
     if matched == 0 {
-      state.set_doc_gone();
+      state.set_nothing_to_delete();
       self.mark_lost(state, Loss::Gone);
     } else {
       state.extend(now.holder_deadline(self.config.ttl));
@@ -402,7 +412,7 @@ impl Core {
       // to have matched, and the next refresh will match them all.
       let alive = store.existing(&ids).await?;
       for state in batch.iter().filter(|s| !alive.contains(&s.id)) {
-        state.set_doc_gone();
+        state.set_nothing_to_delete();
         self.mark_lost(state, Loss::Gone);
       }
     }
@@ -468,7 +478,7 @@ impl Core {
     for batch in held.chunks(BATCH) {
       let batch_ids: Vec<ObjectId> = batch.iter().map(|s| s.id).collect();
       match store.delete(&batch_ids).await {
-        Ok(_) => batch.iter().for_each(|s| s.set_doc_gone()),
+        Ok(_) => batch.iter().for_each(|s| s.set_nothing_to_delete()),
         Err(e) => {
           freed = Err(e);
           break;

@@ -18,7 +18,7 @@ use crate::values::describe;
 /// (only when a logger is given).
 #[napi(
   ts_args_type = "locker: Locker, resource: LockKey, logger?: LockLogger | null",
-  ts_return_type = "Promise<Lock | null>"
+  ts_return_type = "Promise<NativeLock | null>"
 )]
 pub fn acquire_lock<'env>(
   env: &'env Env,
@@ -49,7 +49,7 @@ pub fn acquire_lock<'env>(
 
 /// Calls `locker.lock(resource)`. Resolves to the lock, or rejects with an
 /// `Error` whose message is `Failed to acquire lock for ${resource}`.
-#[napi(ts_args_type = "locker: Locker, resource: LockKey", ts_return_type = "Promise<Lock>")]
+#[napi(ts_args_type = "locker: Locker, resource: LockKey", ts_return_type = "Promise<NativeLock>")]
 pub fn require_lock<'env>(
   env: &'env Env,
   locker: Unknown<'env>,

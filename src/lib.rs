@@ -34,5 +34,5 @@ mod values;
 mod wait;
 
 pub use helpers::{acquire_lock, require_lock};
-pub use lock::Lock;
+pub use lock::NativeLock;
 pub use manager::LockManager;

@@ -9,7 +9,7 @@ use napi_derive::napi;
 
 use crate::clock::Mono;
 use crate::core::Core;
-use crate::errors::to_napi;
+use crate::errors::{to_napi, LockError};
 use crate::key::action_to_js;
 use crate::signals;
 
@@ -30,9 +30,11 @@ pub struct LockState {
   lost: AtomicBool,
   /// Why it was lost, for a signal first read after the loss.
   lost_why: OnceLock<&'static str>,
-  /// A delete of our document went through (or a refresh found it gone):
-  /// there is nothing left to free on the server.
-  doc_gone: AtomicBool,
+  /// Nothing is left for `free()` to delete: a delete of our document went
+  /// through, a refresh found it gone, or the lock was abandoned
+  /// (`lock.locked = false`, which leaves the document to expire, as in
+  /// `mongo-locks`).
+  nothing_to_delete: AtomicBool,
 }
 
 impl LockState {
@@ -54,7 +56,7 @@ impl LockState {
       locked: AtomicBool::new(true),
       lost: AtomicBool::new(false),
       lost_why: OnceLock::new(),
-      doc_gone: AtomicBool::new(false),
+      nothing_to_delete: AtomicBool::new(false),
     }
   }
 
@@ -109,31 +111,34 @@ impl LockState {
     self.hold_until.is_none_or(|until| now < until)
   }
 
-  pub fn doc_gone(&self) -> bool {
-    self.doc_gone.load(Ordering::Acquire)
+  pub fn nothing_to_delete(&self) -> bool {
+    self.nothing_to_delete.load(Ordering::Acquire)
   }
 
-  pub fn set_doc_gone(&self) {
-    self.doc_gone.store(true, Ordering::Release);
+  pub fn set_nothing_to_delete(&self) {
+    self.nothing_to_delete.store(true, Ordering::Release);
   }
 }
 
 /// A lock held by this process. Free it with `free()` in a `finally`, or
 /// with `await using`, which calls `free()` through `Symbol.asyncDispose`.
+/// Exported as `NativeLock`, and as `Lock` for `instanceof` (index.js): in
+/// the types, `Lock` is the shape `mongo-locks` declares, and this class
+/// is that shape with more.
 #[napi]
-pub struct Lock {
+pub struct NativeLock {
   state: Arc<LockState>,
   core: Arc<Core>,
 }
 
-impl Lock {
+impl NativeLock {
   pub fn new(state: Arc<LockState>, core: Arc<Core>) -> Self {
-    Lock { state, core }
+    NativeLock { state, core }
   }
 }
 
 #[napi]
-impl Lock {
+impl NativeLock {
   /// True while this process holds the lock: false after `free()`, after
   /// `close()`, or once the lock is lost (its document gone, or its expiry
   /// passed without a successful refresh). Turns false when `signal` aborts.
@@ -144,6 +149,27 @@ impl Lock {
   #[napi(getter)]
   pub fn locked(&self) -> bool {
     self.core.check(&self.state)
+  }
+
+  /// Setting `false` stops refreshing this lock, as in `mongo-locks`: it
+  /// then expires one ttl after its last refresh, and `free()` resolves
+  /// `false` without deleting it; its `signal` does not abort and `onLost`
+  /// is not called. Setting `true` on a held lock does nothing; on a lock
+  /// no longer held it throws a `TypeError` (a lock cannot be taken back by
+  /// assignment).
+  #[napi(setter, ts_args_type = "value: boolean")]
+  pub fn set_locked(&self, env: &Env, value: Unknown) -> Result<()> {
+    let truthy: Function<Unknown, bool> = env.get_global()?.get_named_property("Boolean")?;
+    if truthy.call(value)? {
+      if self.core.check(&self.state) {
+        return Ok(());
+      }
+      let message = "mongo-locks-native: lock.locked = true cannot take back a lock that is no longer held; call lock() again";
+      return Err(to_napi(env, &LockError::invalid(message)));
+    }
+    self.core.abandon(&self.state);
+    signals::forget(env, &self.state.id);
+    Ok(())
   }
 
   /// Aborts with a `LockLostError` when the lock is lost: a refresh found

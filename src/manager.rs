@@ -17,7 +17,7 @@ use crate::config::{
 use crate::core::Core;
 use crate::errors::{rejected, to_napi, LockError, LockResult};
 use crate::key::action_from_js;
-use crate::lock::{Lock, LockState};
+use crate::lock::{LockState, NativeLock};
 use crate::logging::{sink_from_js, LogRoute};
 use crate::signals::{self, Cancel, Incoming, SignalHook};
 use crate::stats::LockStats;
@@ -112,13 +112,17 @@ impl LockManager {
   /// `MongoLocksError` when the server fails, with the signal's reason when
   /// `options.signal` aborts the wait, and with a `TypeError` (writing
   /// nothing) on a bad key or option.
-  #[napi(ts_args_type = "key: LockKey, options?: LockOptions", ts_return_type = "Promise<Lock | null>")]
+  ///
+  ///
+  /// Its TypeScript is in types-header.d.ts: two overloads, ours and
+  /// `mongo-locks`' own `lock(key: unknown): Promise<Lock | null>`.
+  #[napi(skip_typescript)]
   pub fn lock<'env>(
     &self,
     env: &'env Env,
     key: Unknown,
     options: Option<Unknown>,
-  ) -> Result<PromiseRaw<'env, Settled<'env, Option<Lock>>>> {
+  ) -> Result<PromiseRaw<'env, Settled<'env, Option<NativeLock>>>> {
     self.run_call(
       env,
       action_from_js(&key),
@@ -132,13 +136,13 @@ impl LockManager {
   /// (sorted, so two callers never deadlock), and if one cannot be had
   /// (within `options.waitMs`, one budget for the set) frees those taken
   /// and resolves `null`. Resolves to the locks in the order of `keys`.
-  #[napi(ts_args_type = "keys: readonly LockKey[], options?: LockOptions", ts_return_type = "Promise<Lock[] | null>")]
+  #[napi(ts_args_type = "keys: readonly LockKey[], options?: LockOptions", ts_return_type = "Promise<NativeLock[] | null>")]
   pub fn lock_all<'env>(
     &self,
     env: &'env Env,
     keys: Unknown,
     options: Option<Unknown>,
-  ) -> Result<PromiseRaw<'env, Settled<'env, Option<Vec<Lock>>>>> {
+  ) -> Result<PromiseRaw<'env, Settled<'env, Option<Vec<NativeLock>>>>> {
     let order = sorted_actions(&keys);
     let positions: Vec<usize> = order.iter().flatten().map(|(i, _)| *i).collect();
     self.run_call(
@@ -148,7 +152,7 @@ impl LockManager {
       |core, actions, req, cancel| async move { core.acquire_all(actions, req, cancel).await },
       move |states, make_lock| {
         let Some(states) = states else { return Ok(None) };
-        let mut slots: Vec<Option<Lock>> = (0..states.len()).map(|_| None).collect();
+        let mut slots: Vec<Option<NativeLock>> = (0..states.len()).map(|_| None).collect();
         for (state, position) in states.into_iter().zip(positions) {
           slots[position] = Some(make_lock(state)?);
         }
@@ -249,7 +253,7 @@ impl LockManager {
     input: LockResult<I>,
     options: Option<&Unknown>,
     work: impl FnOnce(Arc<Core>, I, LockRequest, Option<Arc<Cancel>>) -> Fut,
-    finish: impl FnOnce(T, &dyn Fn(Arc<LockState>) -> Result<Lock>) -> Result<V> + 'static,
+    finish: impl FnOnce(T, &dyn Fn(Arc<LockState>) -> Result<NativeLock>) -> Result<V> + 'static,
   ) -> Result<PromiseRaw<'env, Settled<'env, V>>>
   where
     Fut: Future<Output = LockResult<T>> + Send + 'static,
@@ -274,7 +278,7 @@ impl LockManager {
           finish(value, &|state| {
             core.check(&state); // a lock that arrived past its deadline is lost now
             watch(&state)?;
-            Ok(Lock::new(state, core.clone()))
+            Ok(NativeLock::new(state, core.clone()))
           })
         })
       },

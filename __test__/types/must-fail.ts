@@ -5,7 +5,7 @@
 import { server as hapiServer } from '@hapi/hapi'
 import type { Request } from '@hapi/hapi'
 import { MongoClient } from 'mongodb'
-import { LockManager, acquireLock, requireLock } from 'mongo-locks-native'
+import { LockManager, acquireLock, requireLock, type Lock } from 'mongo-locks-native'
 import { plugin } from 'mongo-locks-native/hapi'
 
 type Exactly<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
@@ -16,13 +16,21 @@ export async function misuse(locker: LockManager, request: Request) {
   lock.free() // expect TS18047
   if (!lock) return
   await lock.free(123) // expect TS2554
-  lock.locked = false // expect TS2540
+  lock.id = 'x' // expect TS2540
   const n: number = lock.id // expect TS2322
   lock.release() // expect TS2339
-  await locker.lock(undefined) // expect TS2345
+  // lock(key: unknown) takes any key, as mongo-locks' does (bad ones reject at run
+  // time); the methods mongo-locks does not have keep LockKey.
+  await locker.withLock(undefined, () => 1) // expect TS2345
+  await locker.lockAll([null]) // expect TS2322
+  await locker.lock('k', { wait: 5 }) // expect TS2353
+  // The stock Lock shape: a double needs all of it, and has none of our extras.
+  const fake: Lock = { free: async () => true } // expect TS2740
+  fake.signal // expect TS2339
+  new LockManager(new MongoClient('mongodb://h').db('d').collection('c'), { logger: true }) // expect TS2322
   new LockManager({ collectionName: 'c' }) // expect TS2345
   new LockManager(new MongoClient('mongodb://h').db('d').collection('c'), { ttl: 5 }) // expect TS2353
-  new LockManager(new MongoClient('mongodb://h').db('d').collection('c'), { logger: 'debug' }) // expect TS2559
+  new LockManager(new MongoClient('mongodb://h').db('d').collection('c'), { logger: 'debug' }) // expect TS2322
   await LockManager.connect('mongodb://h', { collection: 'c' }) // expect TS2345
   const maybe = await acquireLock(locker, 'r')
   maybe.free() // expect TS18047

@@ -3,13 +3,15 @@
 // type exactly, so a declaration loosened to `any` fails here too.
 import { server as hapiServer } from '@hapi/hapi'
 import type { Request, ResponseToolkit } from '@hapi/hapi'
-import { MongoClient } from 'mongodb'
+import { MongoClient, ObjectId, type Collection } from 'mongodb'
 import {
   LockManager,
   MongoLocksError,
   acquireLock,
   requireLock,
-  type Lock,
+  Lock,
+  type NativeLock,
+  type LockModel,
   type LockStats,
   type LockManagerOptions,
   type ConnectOptions,
@@ -70,7 +72,7 @@ export async function registration(mongoUrl: string): Promise<void> {
 // The guide's traditional pattern, in a route handler.
 export async function handler(request: Request, h: ResponseToolkit) {
   const lock = await request.locker.lock(`bank-details-${request.params.organisationId}`)
-  expectType<Exactly<typeof lock, Lock | null>>()
+  expectType<Exactly<typeof lock, NativeLock | null>>()
   if (!lock) {
     return h.response({ status: 'locked', retry: true }).code(409)
   }
@@ -99,11 +101,11 @@ export async function doStuff(server: { locker: LockManager }) {
 // The seed helpers, with a pino logger and with a mocked locker.
 export async function helpers(request: Request) {
   const maybe = await acquireLock(request.locker, `payment-${request.params.id}`, request.logger)
-  expectType<Exactly<typeof maybe, Lock | null>>()
+  expectType<Exactly<typeof maybe, NativeLock | null>>()
   await acquireLock(request.locker, 'no-logger')
   await acquireLock(request.locker, 'null-logger', null)
   const sure = await requireLock(request.locker, ['critical', 1])
-  expectType<Exactly<typeof sure, Lock>>()
+  expectType<Exactly<typeof sure, NativeLock>>()
   await sure.free()
   const mockLocker = { lock: async (_resource: string) => ({ free: async () => undefined }) }
   await acquireLock(mockLocker, 'mocked', console)
@@ -135,11 +137,36 @@ export async function manager(mongoUrl: string) {
   } catch (err) {
     if (err instanceof MongoLocksError) {
       expectType<Exactly<typeof err.code, number | undefined>>()
-      const name: 'MongoLocksError' = err.name
-      void name
+      // A subclass may set its own name (as with mongo-locks' MongoLocksError).
+      expectType<Exactly<typeof err.name, string>>()
     }
   }
   const closed: void = await locker.close()
   await connected.close()
   return { counters, rtt, closed }
+}
+
+// mongo-locks 3.2's surface on our richer types: lock() takes any key (bad ones
+// reject at run time), resolves to a NativeLock, which is a stock-shaped Lock
+// with more; the manager's collection, MongoLocksError and ready; logger: false.
+export async function dropIn(locker: LockManager, key: unknown, options: LockManagerOptions, collection: Collection) {
+  const lock = await locker.lock(key, { waitMs: 100 })
+  if (!lock) return
+  const asStock: Lock = lock
+  expectType<Exactly<typeof lock._id, ObjectId>>()
+  expectType<Exactly<typeof lock.collection, Collection<LockModel>>>()
+  expectType<Exactly<typeof lock.signal, AbortSignal>>()
+  expectType<Exactly<typeof locker.collection, Collection<LockModel>>>()
+  expectType<Exactly<typeof locker.MongoLocksError, typeof MongoLocksError>>()
+  expectType<Exactly<typeof locker.ready, Promise<string[]>>>()
+  // The stock signature is the last overload: what LockManager['lock'] utilities see.
+  expectType<Exactly<Parameters<LockManager['lock']>, [key: unknown]>>()
+  expectType<Exactly<ReturnType<LockManager['lock']>, Promise<Lock | null>>>()
+  lock.locked = false
+  const unknownLock: unknown = asStock
+  if (unknownLock instanceof Lock) expectType<Exactly<typeof unknownLock, NativeLock>>()
+  new LockManager(collection, { ...options, logger: false })
+  new MongoLocksError()
+  await locker.ready
+  return lock.id
 }
