@@ -106,13 +106,19 @@ async function register(server, options) {
   const settings = readOptions(options)
   const { LockManager } = library()
   const logger = serverLogger(server)
+  // The CAs @defra/hapi-secure-context added to every secure context (it
+  // decorates the server with them), trusted by the manager's client too.
+  const custom = server.customCACerts
+  const extraCa = custom && typeof custom === 'object' ? Object.values(custom).filter((c) => typeof c === 'string') : []
+  const tls = extraCa.length ? { tls: { extraCa } } : {}
   const locker = settings.collection
-    ? new LockManager(settings.collection, { ...settings.lockerOptions, logger })
+    ? new LockManager(settings.collection, { ...settings.lockerOptions, ...tls, logger })
     // connect() waits for the server: a backend should not start without its locks.
     : await LockManager.connect(settings.mongoUrl, {
       database: settings.databaseName,
       collection: settings.collectionName,
       ...settings.lockerOptions,
+      ...tls,
       logger,
     })
 

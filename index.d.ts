@@ -87,6 +87,19 @@ export interface LockManagerOptions {
    */
   operationTimeoutMs?: number
   /**
+   * TLS for the manager's own client, when the application's client gets it in a way that
+   * cannot be read (a `secureContext` option). PEM text, a Buffer, or an array of them:
+   * `ca` is trusted instead of what the client trusts, `extraCa` as well as it (the Hapi plugin
+   * passes @defra/hapi-secure-context's `server.customCACerts` this way).
+   */
+  tls?: {
+    ca?: string | Buffer | Array<string | Buffer>
+    extraCa?: string | Buffer | Array<string | Buffer>
+    cert?: string | Buffer
+    key?: string | Buffer
+    passphrase?: string
+  }
+  /**
    * A pino-style logger (`debug`/`info`/`warn`/`error`), called as `logger[level](fields, message)`.
    * Without one, warnings and errors go to `console.warn` / `console.error`, as mongo-locks
    * reports its refresh failures; `false` silences them.
@@ -221,6 +234,9 @@ export declare class LockManager {
    * and collection names come from it, the connection string from its
    * client (`options.uri` overrides it). Returns at once; connecting and
    * creating the indexes happen in the background and `lock()` waits for them.
+   *
+   * (`client`, not in the types, is what index.js read of the application's
+   * Node client: see `connection`.)
    */
   constructor(collection: MongoCollectionLike, options?: LockManagerOptions)
   /** Connects to `uri` and resolves to a ready manager once the indexes exist. */
@@ -248,6 +264,13 @@ export declare class LockManager {
    * readiness check.
    */
   ping(): Promise<number>
+  /**
+   * The connection as this manager's own client makes it, without secrets
+   * (hosts, credentials' user and mechanism, TLS and where its CAs come
+   * from, retryWrites, pool bounds, timeouts…); `null` before the first
+   * connection. Lock operations always read from the primary.
+   */
+  get settings(): EffectiveSettings | null
   /** How many locks this manager holds right now. */
   get held(): number
   /**
@@ -339,6 +362,85 @@ export declare class NativeLock {
  * (only when a logger is given).
  */
 export declare function acquireLock(locker: Locker, resource: LockKey, logger?: LockLogger | null): Promise<NativeLock | null>
+
+/**
+ * The settings of the application's Node client that the connection string
+ * may not carry. Every field is optional: absent means "as the URL says".
+ */
+export interface ClientSettings {
+  hosts?: Array<string>
+  replicaSet?: string
+  directConnection?: boolean
+  loadBalanced?: boolean
+  username?: string
+  password?: string
+  authSource?: string
+  /** `SCRAM-SHA-1`, `SCRAM-SHA-256`, `MONGODB-X509`, `PLAIN`, `MONGODB-AWS`; absent: negotiated. */
+  authMechanism?: string
+  authMechanismProperties?: Record<string, string>
+  tls?: boolean
+  /**
+   * The CAs to trust, PEM: what the Node client would trust (given CAs, or
+   * Node's default set with NODE_EXTRA_CA_CERTS and TRUSTSTORE_* added).
+   */
+  caPem?: string
+  /** Where `ca_pem` came from, for messages and `settings` (no secrets). */
+  caSource?: string
+  /** Client certificate and key, PEM, concatenated (`tlsCertificateKeyFile`'s form). */
+  certKeyPem?: string
+  certKeyPassword?: string
+  /**
+   * Skips every check of the server's certificate, the hostname included
+   * (rustls has no hostname-only switch: index.js refuses
+   * `tlsAllowInvalidHostnames` on its own).
+   */
+  tlsAllowInvalidCertificates?: boolean
+  retryWrites?: boolean
+  retryReads?: boolean
+  compressors?: Array<string>
+  appName?: string
+  serverApiVersion?: string
+  serverApiStrict?: boolean
+  serverApiDeprecationErrors?: boolean
+  maxPoolSize?: number
+  minPoolSize?: number
+  maxIdleTimeMs?: number
+  connectTimeoutMs?: number
+  serverSelectionTimeoutMs?: number
+  heartbeatFrequencyMs?: number
+  localThresholdMs?: number
+}
+
+/**
+ * The connection as the manager's client will make it, without secrets:
+ * `locker.settings`.
+ */
+export interface EffectiveSettings {
+  hosts: Array<string>
+  replicaSet?: string
+  directConnection?: boolean
+  loadBalanced?: boolean
+  username?: string
+  authSource?: string
+  authMechanism?: string
+  tls: boolean
+  /** Where the trusted CAs come from, and how many: e.g. "the client's ca option (1 certificate)". */
+  tlsCa?: string
+  tlsClientCertificate: boolean
+  tlsAllowInvalidCertificates?: boolean
+  retryWrites?: boolean
+  retryReads?: boolean
+  compressors: Array<string>
+  appName?: string
+  serverApiVersion?: string
+  maxPoolSize?: number
+  minPoolSize?: number
+  maxIdleTimeMs?: number
+  connectTimeoutMs?: number
+  serverSelectionTimeoutMs?: number
+  /** Always `primary`: lock operations decide on what they read. */
+  readPreference: string
+}
 
 /** A snapshot of a manager's counters since it was created. */
 export interface LockStats {

@@ -8,6 +8,7 @@
 // Everything else is in Rust.
 
 const native = require('./binding.js')
+const { driverShape, clientOf, settingsOf, checkManagerTls } = require('./client-settings.js')
 
 /** A server or driver failure; `code` is the server's error code where there is one. */
 class MongoLocksError extends Error {
@@ -86,6 +87,13 @@ function withDefaultLogger(options) {
   return options
 }
 
+/** `[options without tls, the checked tls option]`: `tls` is read here, not by Rust. */
+function splitTls(options) {
+  if (!options || typeof options !== 'object' || Array.isArray(options) || !('tls' in options)) return [options, undefined]
+  const { tls, ...rest } = options
+  return [rest, checkManagerTls(tls)]
+}
+
 // --- LockManager ---
 
 /** Which manager took each lock (for `lock.collection`). */
@@ -107,13 +115,18 @@ const INDEX_NAMES = Object.freeze(['action_1', 'expiresAt_1'])
  */
 class LockManager extends NativeLockManager {
   constructor(collection, options) {
-    super(collection, withDefaultLogger(options))
+    const [rest, managerTls] = splitTls(options)
+    const shaped = driverShape(collection)
+    // The client's own settings, unless options.uri says where to connect.
+    const client = rest && rest.uri !== undefined ? undefined : clientOf(shaped)
+    super(shaped, withDefaultLogger(rest), settingsOf(client, managerTls, { supportsAws: native.supportsAwsAuth }))
     setField(this, 'collection', collection)
   }
 
   /** Connects to `uri` and resolves to a ready manager once the indexes exist. */
   static async connect(uri, options) {
-    const locker = await nativeConnect.call(NativeLockManager, uri, withDefaultLogger(options))
+    const [rest, managerTls] = splitTls(options)
+    const locker = await nativeConnect.call(NativeLockManager, uri, withDefaultLogger(rest), settingsOf(undefined, managerTls))
     // Made by Rust as a NativeLockManager: give it this class's methods and fields.
     Object.setPrototypeOf(locker, LockManager.prototype)
     connectedTo.set(locker, {

@@ -87,6 +87,19 @@ export interface LockManagerOptions {
    */
   operationTimeoutMs?: number
   /**
+   * TLS for the manager's own client, when the application's client gets it in a way that
+   * cannot be read (a `secureContext` option). PEM text, a Buffer, or an array of them:
+   * `ca` is trusted instead of what the client trusts, `extraCa` as well as it (the Hapi plugin
+   * passes @defra/hapi-secure-context's `server.customCACerts` this way).
+   */
+  tls?: {
+    ca?: string | Buffer | Array<string | Buffer>
+    extraCa?: string | Buffer | Array<string | Buffer>
+    cert?: string | Buffer
+    key?: string | Buffer
+    passphrase?: string
+  }
+  /**
    * A pino-style logger (`debug`/`info`/`warn`/`error`), called as `logger[level](fields, message)`.
    * Without one, warnings and errors go to `console.warn` / `console.error`, as mongo-locks
    * reports its refresh failures; `false` silences them.

@@ -20,6 +20,7 @@ const EXPECTED_FILES = [
   'LICENSE',
   'README.md',
   'binding.js',
+  'client-settings.js',
   'hapi.d.ts',
   'hapi.js',
   'index.d.ts',

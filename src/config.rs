@@ -6,6 +6,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi::ValueType;
 
+use crate::connection::ClientSettings;
 use crate::errors::{LockError, LockResult};
 use crate::values::describe;
 
@@ -35,6 +36,8 @@ pub struct Config {
   /// leave a call pending.
   pub operation_timeout: Duration,
   pub write_concern: WriteConcernChoice,
+  /// The application's client settings, laid over the URL's (see `connection`).
+  pub client: Option<ClientSettings>,
 }
 
 /// Which write concern lock writes use.
@@ -292,6 +295,7 @@ impl Config {
       server_selection_timeout: raw.server_selection_timeout_ms.map(Duration::from_millis),
       operation_timeout: Duration::from_millis(raw.operation_timeout_ms.unwrap_or(DEFAULT_OPERATION_TIMEOUT_MS)),
       write_concern: raw.write_concern.unwrap_or(WriteConcernChoice::Auto),
+      client: None,
     })
   }
 }

@@ -70,12 +70,32 @@ pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
 pub fn describe_driver_error(err: &mongodb::error::Error) -> String {
   match err.kind.as_ref() {
     ErrorKind::ServerSelection { message, .. } => {
-      format!("could not reach a MongoDB server ({message})")
+      format!("could not reach a MongoDB server{} ({message})", why_unreachable(message))
     }
     ErrorKind::Command(c) => format!("{} (code {} {})", c.message, c.code, c.code_name),
     ErrorKind::Write(WriteFailure::WriteError(w)) => format!("{} (code {})", w.message, w.code),
     ErrorKind::Write(WriteFailure::WriteConcernError(w)) => format!("{} (code {} {})", w.message, w.code, w.code_name),
     _ => err.to_string(),
+  }
+}
+
+/// What a server-selection failure most likely means, said first, since the
+/// driver's own message is a wall of topology detail.
+fn why_unreachable(message: &str) -> &'static str {
+  if message.contains("UnknownIssuer") || message.contains("invalid peer certificate") && message.contains("Issuer") {
+    ": the server's TLS certificate is signed by a CA this client does not trust (unknown issuer). \
+     The manager trusts what the Node client is given (its ca or tlsCAFile, else Node's CAs with \
+     NODE_EXTRA_CA_CERTS and TRUSTSTORE_*); or pass new LockManager(collection, { tls: { ca } })"
+  } else if message.contains("NotValidForName") {
+    ": the server's TLS certificate does not name the host connected to"
+  } else if message.contains("Authentication failed") || message.contains("AuthenticationFailed") || message.contains("SCRAM failure") {
+    ": authentication failed (user, password, authSource or mechanism)"
+  } else if message.contains("Connection refused") {
+    ": nothing accepts connections at that address (connection refused)"
+  } else if message.contains("tls handshake eof") || message.contains("InvalidContentType") || message.contains("corrupt message") {
+    ": the TLS handshake failed (does the server speak TLS, and the client? check tls in the connection settings)"
+  } else {
+    ""
   }
 }
 

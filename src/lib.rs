@@ -10,6 +10,7 @@
 //! - `wait`: backoff and in-process wake-ups for waiters
 //! - `key`: lock keys, from JS to the stored `action` and back
 //! - `config`: options, defaults and their checks
+//! - `connection`: the application's client settings laid over the URL's
 //! - `clock`: the server's clock, estimated from `hello`
 //! - `helpers`: `acquireLock` / `requireLock`
 //! - `errors`: failures and the JS errors they become
@@ -19,6 +20,7 @@
 
 mod clock;
 mod config;
+mod connection;
 mod core;
 mod errors;
 mod helpers;

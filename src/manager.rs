@@ -14,6 +14,7 @@ use crate::config::{
   options_object, read_lock_options, read_options, Config, LockRequest, RawOptions, CONNECT_OPTIONS,
   CONSTRUCTOR_OPTIONS, DEFAULT_COLLECTION,
 };
+use crate::connection::{ClientSettings, EffectiveSettings};
 use crate::core::Core;
 use crate::errors::{rejected, to_napi, LockError, LockResult};
 use crate::key::action_from_js;
@@ -42,8 +43,11 @@ impl LockManager {
   /// and collection names come from it, the connection string from its
   /// client (`options.uri` overrides it). Returns at once; connecting and
   /// creating the indexes happen in the background and `lock()` waits for them.
+  ///
+  /// (`client`, not in the types, is what index.js read of the application's
+  /// Node client: see `connection`.)
   #[napi(constructor, ts_args_type = "collection: MongoCollectionLike, options?: LockManagerOptions")]
-  pub fn new(env: Env, collection: Unknown, options: Option<Unknown>) -> Result<Self> {
+  pub fn new(env: Env, collection: Unknown, options: Option<Unknown>, client: Option<ClientSettings>) -> Result<Self> {
     let setup = (|| {
       let raw = read_options(options.as_ref(), CONSTRUCTOR_OPTIONS)?;
       let (found_uri, database, name) = from_collection(&collection)?;
@@ -55,7 +59,8 @@ impl LockManager {
           ))
         }
       };
-      let config = Config::build(uri, database, name, &raw)?;
+      let mut config = Config::build(uri, database, name, &raw)?;
+      config.client = client;
       start(&env, config, options.as_ref())
     })();
     let core = setup.map_err(|e| to_napi(&env, &e))?;
@@ -72,7 +77,12 @@ impl LockManager {
 
   /// Connects to `uri` and resolves to a ready manager once the indexes exist.
   #[napi(ts_args_type = "uri: string, options: ConnectOptions", ts_return_type = "Promise<LockManager>")]
-  pub fn connect<'env>(env: &'env Env, uri: Unknown, options: Option<Unknown>) -> Result<PromiseRaw<'env, LockManager>> {
+  pub fn connect<'env>(
+    env: &'env Env,
+    uri: Unknown,
+    options: Option<Unknown>,
+    client: Option<ClientSettings>,
+  ) -> Result<PromiseRaw<'env, LockManager>> {
     let core = (|| {
       if uri.get_type().ok() != Some(ValueType::String) {
         return Err(LockError::invalid(format!(
@@ -86,7 +96,9 @@ impl LockManager {
         LockError::invalid("mongo-locks-native: LockManager.connect needs options.database (the database name)")
       })?;
       let collection = raw.collection.clone().unwrap_or_else(|| DEFAULT_COLLECTION.to_string());
-      start(env, Config::build(uri, database, collection, &raw)?, options.as_ref())
+      let mut config = Config::build(uri, database, collection, &raw)?;
+      config.client = client;
+      start(env, config, options.as_ref())
     })();
     let core = match core {
       Ok(c) => c,
@@ -204,6 +216,15 @@ impl LockManager {
       },
       |env, res| res.map_err(|e| to_napi(env, &e)),
     )
+  }
+
+  /// The connection as this manager's own client makes it, without secrets
+  /// (hosts, credentials' user and mechanism, TLS and where its CAs come
+  /// from, retryWrites, pool bounds, timeouts…); `null` before the first
+  /// connection. Lock operations always read from the primary.
+  #[napi(getter)]
+  pub fn settings(&self) -> Option<EffectiveSettings> {
+    self.core.connected().map(|s| s.settings.clone())
   }
 
   /// How many locks this manager holds right now.

@@ -19,6 +19,7 @@ use mongodb::options::{
 use mongodb::{Client, Collection, IndexModel};
 
 use crate::clock::{self, Mono, Sample, ServerClock, ServerNow};
+use crate::connection::{self, EffectiveSettings, TlsFiles};
 use crate::config::{redact, Config, WriteConcernChoice};
 use crate::errors::{describe_driver_error, is_duplicate_key, server_code, LockError, LockResult};
 
@@ -28,6 +29,12 @@ pub const BATCH: usize = 1000;
 /// How many `hello`s one reading of the server's clock takes; the one with
 /// the shortest round trip is kept.
 const CLOCK_SAMPLES: usize = 3;
+
+/// The pool's bounds unless the application's client set its own: a lock
+/// workload needs few connections (see the README's Connections), and a
+/// connection idle this long is closed.
+const DEFAULT_MAX_POOL: u32 = 10;
+const DEFAULT_MAX_IDLE: Duration = Duration::from_secs(30);
 
 pub struct Store {
   client: Client,
@@ -40,6 +47,10 @@ pub struct Store {
   fencing: Collection<Document>,
   /// Whether writes use `w: "majority"`.
   pub majority: bool,
+  /// The connection as made, without secrets (`locker.settings`).
+  pub settings: EffectiveSettings,
+  /// CA and client-key files rustls reads; removed on shutdown.
+  files: std::sync::Mutex<Option<TlsFiles>>,
 }
 
 /// What a `hello` told us besides the time.
@@ -59,18 +70,17 @@ impl Store {
       )),
       _ => LockError::server("resolving the connection string", &e),
     })?;
+    let files = match &config.client {
+      Some(settings) => connection::apply(settings, &mut options)?,
+      None => TlsFiles::default(),
+    };
     if let Some(timeout) = config.server_selection_timeout {
       options.server_selection_timeout = Some(timeout);
     }
-    // The Node driver's default pool is 100 connections, the Rust driver's
-    // 10: with many concurrent lock calls, 10 queue up. Match Node unless
-    // the connection string says otherwise.
-    if options.max_pool_size.is_none() {
-      options.max_pool_size = Some(100);
-    }
-    if options.app_name.is_none() {
-      options.app_name = Some("mongo-locks-native".to_string());
-    }
+    options.max_pool_size.get_or_insert(DEFAULT_MAX_POOL);
+    options.max_idle_time.get_or_insert(DEFAULT_MAX_IDLE);
+    options.app_name.get_or_insert_with(|| "mongo-locks-native".to_string());
+    let settings = connection::describe(&options, config.client.as_ref().and_then(|c| c.ca_source.as_deref()));
     let client = Client::with_options(options).map_err(|e| LockError::server("creating the client", &e))?;
     let timeout = config.operation_timeout;
     let max_half_rtt = (config.ttl / 8).min(Duration::from_millis(2500));
@@ -103,6 +113,8 @@ impl Store {
       timeout,
       max_half_rtt,
       majority,
+      settings,
+      files: std::sync::Mutex::new(Some(files)),
     };
     store.ensure_indexes().await?;
     tracing::debug!(
@@ -280,6 +292,7 @@ impl Store {
   /// the operation timeout, after which the pool is simply dropped.
   pub async fn shutdown(&self) {
     let _ = bounded(self.timeout, "closing the connections", self.client.clone().shutdown().immediate(true).into_future()).await;
+    self.files.lock().unwrap().take(); // removes the TLS files
   }
 }
 
