@@ -3,7 +3,10 @@ import type { NamedPlugin } from '@hapi/hapi'
 import type { LockManager, LockManagerOptions, MongoCollectionLike } from './index.js'
 
 /** The LockManager options the plugin passes through (it supplies `logger` itself). */
-export type MongoLocksPluginLockerOptions = Pick<LockManagerOptions, 'ttlMs' | 'refreshMs' | 'serverSelectionTimeoutMs' | 'operationTimeoutMs' | 'writeConcern'>
+export type MongoLocksPluginLockerOptions = Pick<LockManagerOptions, 'ttlMs' | 'refreshMs' | 'serverSelectionTimeoutMs' | 'operationTimeoutMs' | 'writeConcern'> & {
+  /** Serve `locker.metrics()` (Prometheus text) at this path, e.g. `'/metrics'`. */
+  metricsPath?: string
+}
 
 /** The plugin connects on its own: `LockManager.connect(mongoUrl, …)`. */
 export interface MongoLocksPluginUrlOptions extends MongoLocksPluginLockerOptions {

@@ -13,7 +13,7 @@ const library = () => require('./index.js')
 
 /** Plugin options passed straight to the LockManager (it checks their values). */
 const LOCKER_OPTIONS = ['ttlMs', 'refreshMs', 'serverSelectionTimeoutMs', 'operationTimeoutMs', 'writeConcern']
-const KNOWN_OPTIONS = ['mongoUrl', 'databaseName', 'collection', ...LOCKER_OPTIONS]
+const KNOWN_OPTIONS = ['mongoUrl', 'databaseName', 'collection', 'metricsPath', ...LOCKER_OPTIONS]
 const LEVELS = ['debug', 'info', 'warn', 'error']
 
 function describe(value) {
@@ -51,7 +51,10 @@ function readOptions(options) {
   if (unknown.length) {
     fail(`unknown plugin option ${unknown.map((k) => JSON.stringify(k)).join(', ')}; expected some of ${KNOWN_OPTIONS.join(', ')}`)
   }
-  const { mongoUrl, databaseName, collection } = options
+  const { mongoUrl, databaseName, collection, metricsPath } = options
+  if (metricsPath !== undefined && !(typeof metricsPath === 'string' && metricsPath.startsWith('/'))) {
+    fail(`options.metricsPath must be a route path starting with "/" (e.g. "/metrics"); got ${describe(metricsPath)}`)
+  }
   const lockerOptions = {}
   for (const key of LOCKER_OPTIONS) if (options[key] !== undefined) lockerOptions[key] = options[key]
 
@@ -66,7 +69,7 @@ function readOptions(options) {
     if (databaseName !== undefined) {
       fail(`options.databaseName is only used with mongoUrl; the collection ${JSON.stringify(collection.collectionName)} already belongs to database ${JSON.stringify(collection.dbName)}`)
     }
-    return { collection, lockerOptions }
+    return { collection, lockerOptions, metricsPath }
   }
 
   if (!isNonEmptyString(mongoUrl)) {
@@ -81,7 +84,7 @@ function readOptions(options) {
   if (collection !== undefined && !isNonEmptyString(collection)) {
     fail(`options.collection must be a non-empty collection name when mongoUrl is given (default 'mongo-locks'); got ${describe(collection)}`)
   }
-  return { mongoUrl, databaseName, collectionName: collection, lockerOptions }
+  return { mongoUrl, databaseName, collectionName: collection, lockerOptions, metricsPath }
 }
 
 /**
@@ -127,6 +130,14 @@ async function register(server, options) {
     server.decorate('request', 'locker', () => locker, { apply: true })
     // onPostStop is awaited by server.stop(); the 'stop' event is not.
     server.ext('onPostStop', () => locker.close())
+    if (settings.metricsPath) {
+      const { METRICS_CONTENT_TYPE } = library()
+      server.route({
+        method: 'GET',
+        path: settings.metricsPath,
+        handler: (request, h) => h.response(locker.metrics()).type(METRICS_CONTENT_TYPE),
+      })
+    }
   } catch (err) {
     // e.g. `locker` already decorated by a hand-written MongoDB plugin.
     await locker.close()

@@ -87,6 +87,11 @@ export interface LockManagerOptions {
    */
   operationTimeoutMs?: number
   /**
+   * The application name recorded as `holder.app` in lock documents (default: the connection's
+   * `appName`, else the `name` in the application's package.json).
+   */
+  appName?: string
+  /**
    * TLS for the manager's own client, when the application's client gets it in a way that
    * cannot be read (a `secureContext` option). PEM text, a Buffer, or an array of them:
    * `ca` is trusted instead of what the client trusts, `extraCa` as well as it (the Hapi plugin
@@ -141,6 +146,9 @@ export interface ConnectOptions extends Omit<LockManagerOptions, 'uri'> {
   collection?: string
 }
 
+/** The content type of `locker.metrics()`'s text, for an HTTP response. */
+export declare const METRICS_CONTENT_TYPE: string
+
 /**
  * A server or driver failure. `code` is the server's error code where there is one.
  * Its `name` is `'MongoLocksError'` (a subclass may set its own, as with mongo-locks').
@@ -177,6 +185,20 @@ export interface LockManager {
    * package for the same connection string, made on first read and closed by `close()`.
    */
   collection: Collection<LockModel>
+  /**
+   * Who holds the lock on `key` now, from its document: the holder (`null` for a lock a
+   * mongo-locks client wrote), its age, its expiry in server time, its fencing token.
+   * Resolves `null` when nobody holds `key`.
+   */
+  inspect(key: unknown): Promise<(LockInspection & { createdAt: Date | null; refreshedAt: Date | null; expiresAt: Date | null }) | null>
+  /**
+   * This manager's metrics in the Prometheus text format (`METRICS_CONTENT_TYPE`): held locks
+   * and waiters, the counters of `stats()`, and histograms of acquire, wait and hold time and
+   * of refresh round trips. `labels` are added to every series; lock keys never are.
+   */
+  metrics(options?: { labels?: Record<string, string> }): string
+  /** Registers the same metrics with a prom-client `Registry`, read at each scrape. */
+  registerMetrics(registry: { registerMetric(metric: unknown): void }, options?: { labels?: Record<string, string> }): void
   /** The `MongoLocksError` class, as on mongo-locks' manager. */
   MongoLocksError: typeof MongoLocksError
   /**
@@ -271,6 +293,12 @@ export declare class LockManager {
    * connection. Lock operations always read from the primary.
    */
   get settings(): EffectiveSettings | null
+  /**
+   * Everything `locker.metrics()` renders (index.js): the counters of
+   * `stats()`, callers waiting now, and the acquire, wait, hold and refresh
+   * histograms. Reads atomics only.
+   */
+  metricsSnapshot(): MetricsSnapshot
   /** How many locks this manager holds right now. */
   get held(): number
   /**
@@ -341,6 +369,11 @@ export declare class NativeLock {
    * `{ _key_array: key }` exactly as `mongo-locks` stores them.
    */
   get action(): unknown
+  /**
+   * Who holds it: this process (host, pid, application, manager id), as
+   * recorded in the lock document.
+   */
+  get holder(): Holder
   /** The hex string of the lock document's `_id`. */
   get id(): string
   /**
@@ -442,6 +475,68 @@ export interface EffectiveSettings {
   readPreference: string
 }
 
+/**
+ * One histogram as read: bucket upper bounds in seconds, the cumulative
+ * count at each bound and at +Inf (one more entry than `bounds`), the total
+ * count and the sum in seconds.
+ */
+export interface HistogramSnapshot {
+  bounds: Array<number>
+  cumulative: Array<number>
+  count: number
+  sum: number
+}
+
+/**
+ * Who holds a lock: recorded in every lock document this package writes
+ * (as `holder`, beside the fields `mongo-locks` reads), so that "who holds
+ * this key?" has an answer. Documents of `mongo-locks` clients have none.
+ */
+export interface Holder {
+  /** The machine's host name. */
+  host: string
+  /** The process id. */
+  pid: number
+  /**
+   * The application: the manager's `appName` option, else the connection's
+   * `appName`, else the name in the application's package.json.
+   */
+  app: string
+  /** The id of the `LockManager` (hex), unique per manager. */
+  manager: string
+}
+
+/** What index.js knows of this process for `holder` (the manager id is ours). */
+export interface Identity {
+  host: string
+  pid: number
+  /** The application's name, when the manager's `appName` option is not set. */
+  app?: string
+}
+
+/**
+ * What `locker.inspect(key)` tells of a held key. Times are ms; index.js
+ * adds `createdAt`, `refreshedAt` and `expiresAt` as Dates.
+ */
+export interface LockInspection {
+  /** Hex of the lock document's `_id`. */
+  id: string
+  /** Who holds it; `null` for a lock written by `mongo-locks` (or an older version of this package). */
+  holder?: Holder
+  /** Whether this manager is the holder. */
+  heldByThisManager: boolean
+  createdAtMs?: number
+  refreshedAtMs?: number
+  expiresAtMs?: number
+  /** The server's time now, by this manager's estimate. */
+  serverTimeMs: number
+  /** Server time now minus `createdAt`. */
+  ageMs?: number
+  /** `expiresAt` minus server time now: negative once expired (a crashed holder's lock awaiting takeover). */
+  expiresInMs?: number
+  fencingToken?: number
+}
+
 /** A snapshot of a manager's counters since it was created. */
 export interface LockStats {
   /** Locks this manager holds now. */
@@ -460,6 +555,23 @@ export interface LockStats {
   refreshCommands: number
   /** Operations that failed with a server or driver error. */
   errors: number
+}
+
+/**
+ * What `locker.metrics()` renders: the counters of `stats()`, the number of
+ * callers waiting now, and four histograms.
+ */
+export interface MetricsSnapshot {
+  counters: LockStats
+  waiting: number
+  /** From a `lock()` call to the lock, for calls that got one (waiting included). */
+  acquireSeconds: HistogramSnapshot
+  /** Time spent waiting for a held key, for calls that had to wait (any outcome). */
+  waitSeconds: HistogramSnapshot
+  /** From acquiring a lock to freeing or losing it. */
+  holdSeconds: HistogramSnapshot
+  /** Round trip of one refresh command. */
+  refreshSeconds: HistogramSnapshot
 }
 
 /**

@@ -7,8 +7,10 @@
 // `locker.MongoLocksError`, and console logging by default.
 // Everything else is in Rust.
 
+const os = require('node:os')
 const native = require('./binding.js')
 const { driverShape, clientOf, settingsOf, checkManagerTls } = require('./client-settings.js')
+const metrics = require('./metrics.js')
 
 /** A server or driver failure; `code` is the server's error code where there is one. */
 class MongoLocksError extends Error {
@@ -87,6 +89,27 @@ function withDefaultLogger(options) {
   return options
 }
 
+/** The application's package name: npm's, else the package.json of the working directory. */
+function appPackageName() {
+  if (process.env.npm_package_name) return process.env.npm_package_name
+  try {
+    return JSON.parse(require('node:fs').readFileSync(require('node:path').join(process.cwd(), 'package.json'), 'utf8')).name || undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** This process, for the `holder` of lock documents; `app` unless options.appName says otherwise. */
+function identity(connectionAppName) {
+  return { host: os.hostname(), pid: process.pid, app: connectionAppName || appPackageName() }
+}
+
+/** `appName` of a connection string. */
+function appNameOf(uri) {
+  const m = typeof uri === 'string' ? /[?&]appName=([^&]*)/i.exec(uri) : null
+  return m ? decodeURIComponent(m[1]) : undefined
+}
+
 /** `[options without tls, the checked tls option]`: `tls` is read here, not by Rust. */
 function splitTls(options) {
   if (!options || typeof options !== 'object' || Array.isArray(options) || !('tls' in options)) return [options, undefined]
@@ -106,6 +129,12 @@ const readyOf = new WeakMap()
 const nativeLock = NativeLockManager.prototype.lock
 const nativeLockAll = NativeLockManager.prototype.lockAll
 const nativeConnect = NativeLockManager.connect
+const nativeInspect = NativeLockManager.prototype.inspect
+/** The connection string of a driver-shaped collection's client, if readable. */
+const clientUrl = (collection) => {
+  const client = clientOf(collection)
+  return client && client.s && typeof client.s.url === 'string' ? client.s.url : undefined
+}
 const INDEX_NAMES = Object.freeze(['action_1', 'expiresAt_1'])
 
 /**
@@ -119,14 +148,16 @@ class LockManager extends NativeLockManager {
     const shaped = driverShape(collection)
     // The client's own settings, unless options.uri says where to connect.
     const client = rest && rest.uri !== undefined ? undefined : clientOf(shaped)
-    super(shaped, withDefaultLogger(rest), settingsOf(client, managerTls, { supportsAws: native.supportsAwsAuth }))
+    const settings = settingsOf(client, managerTls, { supportsAws: native.supportsAwsAuth })
+    const appName = (settings && settings.appName) || appNameOf(rest && rest.uri !== undefined ? rest.uri : clientUrl(shaped))
+    super(shaped, withDefaultLogger(rest), settings, identity(appName))
     setField(this, 'collection', collection)
   }
 
   /** Connects to `uri` and resolves to a ready manager once the indexes exist. */
   static async connect(uri, options) {
     const [rest, managerTls] = splitTls(options)
-    const locker = await nativeConnect.call(NativeLockManager, uri, withDefaultLogger(rest), settingsOf(undefined, managerTls))
+    const locker = await nativeConnect.call(NativeLockManager, uri, withDefaultLogger(rest), settingsOf(undefined, managerTls), identity(appNameOf(uri)))
     // Made by Rust as a NativeLockManager: give it this class's methods and fields.
     Object.setPrototypeOf(locker, LockManager.prototype)
     connectedTo.set(locker, {
@@ -151,6 +182,28 @@ class LockManager extends NativeLockManager {
       if (locks) for (const lock of locks) managerOf.set(lock, this)
       return locks
     })
+  }
+
+  /** Who holds `key` now (see the Rust doc of `inspect`), with `createdAt`, `refreshedAt` and `expiresAt` as Dates. */
+  inspect(key) {
+    return nativeInspect.call(this, key).then((found) => found && {
+      ...found,
+      holder: found.holder ?? null,
+      fencingToken: found.fencingToken ?? null,
+      createdAt: found.createdAtMs === undefined || found.createdAtMs === null ? null : new Date(found.createdAtMs),
+      refreshedAt: found.refreshedAtMs === undefined || found.refreshedAtMs === null ? null : new Date(found.refreshedAtMs),
+      expiresAt: found.expiresAtMs === undefined || found.expiresAtMs === null ? null : new Date(found.expiresAtMs),
+    })
+  }
+
+  /** This manager's metrics in the Prometheus text format; `labels` are added to every series. */
+  metrics({ labels } = {}) {
+    return metrics.render(metrics.families(this.metricsSnapshot(), metrics.checkLabels(labels)))
+  }
+
+  /** Registers this manager's metrics with a prom-client Registry (read at each scrape). */
+  registerMetrics(registry, { labels } = {}) {
+    metrics.register(this, registry, metrics.checkLabels(labels))
   }
 
   /**
@@ -283,6 +336,8 @@ Object.defineProperties(NativeLock.prototype, {
 const { plugin: hapiPlugin } = require('./hapi.js')
 
 module.exports = {
+  /** The content type of `locker.metrics()`'s text, for an HTTP response. */
+  METRICS_CONTENT_TYPE: metrics.CONTENT_TYPE,
   LockManager,
   Lock: NativeLock,
   NativeLock,

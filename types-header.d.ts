@@ -87,6 +87,11 @@ export interface LockManagerOptions {
    */
   operationTimeoutMs?: number
   /**
+   * The application name recorded as `holder.app` in lock documents (default: the connection's
+   * `appName`, else the `name` in the application's package.json).
+   */
+  appName?: string
+  /**
    * TLS for the manager's own client, when the application's client gets it in a way that
    * cannot be read (a `secureContext` option). PEM text, a Buffer, or an array of them:
    * `ca` is trusted instead of what the client trusts, `extraCa` as well as it (the Hapi plugin
@@ -141,6 +146,9 @@ export interface ConnectOptions extends Omit<LockManagerOptions, 'uri'> {
   collection?: string
 }
 
+/** The content type of `locker.metrics()`'s text, for an HTTP response. */
+export declare const METRICS_CONTENT_TYPE: string
+
 /**
  * A server or driver failure. `code` is the server's error code where there is one.
  * Its `name` is `'MongoLocksError'` (a subclass may set its own, as with mongo-locks').
@@ -177,6 +185,20 @@ export interface LockManager {
    * package for the same connection string, made on first read and closed by `close()`.
    */
   collection: Collection<LockModel>
+  /**
+   * Who holds the lock on `key` now, from its document: the holder (`null` for a lock a
+   * mongo-locks client wrote), its age, its expiry in server time, its fencing token.
+   * Resolves `null` when nobody holds `key`.
+   */
+  inspect(key: unknown): Promise<(LockInspection & { createdAt: Date | null; refreshedAt: Date | null; expiresAt: Date | null }) | null>
+  /**
+   * This manager's metrics in the Prometheus text format (`METRICS_CONTENT_TYPE`): held locks
+   * and waiters, the counters of `stats()`, and histograms of acquire, wait and hold time and
+   * of refresh round trips. `labels` are added to every series; lock keys never are.
+   */
+  metrics(options?: { labels?: Record<string, string> }): string
+  /** Registers the same metrics with a prom-client `Registry`, read at each scrape. */
+  registerMetrics(registry: { registerMetric(metric: unknown): void }, options?: { labels?: Record<string, string> }): void
   /** The `MongoLocksError` class, as on mongo-locks' manager. */
   MongoLocksError: typeof MongoLocksError
   /**

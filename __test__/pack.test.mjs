@@ -25,6 +25,7 @@ const EXPECTED_FILES = [
   'hapi.js',
   'index.d.ts',
   'index.js',
+  'metrics.js',
   'mongo-locks-native.linux-x64-gnu.node',
   'package.json',
 ]

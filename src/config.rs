@@ -7,6 +7,7 @@ use napi::bindgen_prelude::*;
 use napi::ValueType;
 
 use crate::connection::ClientSettings;
+use crate::lock::Holder;
 use crate::errors::{LockError, LockResult};
 use crate::values::describe;
 
@@ -38,6 +39,8 @@ pub struct Config {
   pub write_concern: WriteConcernChoice,
   /// The application's client settings, laid over the URL's (see `connection`).
   pub client: Option<ClientSettings>,
+  /// Who this manager is, as recorded in its lock documents.
+  pub holder: Holder,
 }
 
 /// Which write concern lock writes use.
@@ -63,11 +66,12 @@ pub struct RawOptions {
   pub server_selection_timeout_ms: Option<u64>,
   pub operation_timeout_ms: Option<u64>,
   pub write_concern: Option<WriteConcernChoice>,
+  pub app_name: Option<String>,
 }
 
 /// The options `new LockManager(collection, options)` takes.
 pub const CONSTRUCTOR_OPTIONS: &[&str] =
-  &["uri", "ttlMs", "refreshMs", "serverSelectionTimeoutMs", "operationTimeoutMs", "writeConcern", "logger"];
+  &["uri", "ttlMs", "refreshMs", "serverSelectionTimeoutMs", "operationTimeoutMs", "writeConcern", "appName", "logger"];
 /// The options `LockManager.connect(uri, options)` takes.
 pub const CONNECT_OPTIONS: &[&str] = &[
   "database",
@@ -77,6 +81,7 @@ pub const CONNECT_OPTIONS: &[&str] = &[
   "serverSelectionTimeoutMs",
   "operationTimeoutMs",
   "writeConcern",
+  "appName",
   "logger",
 ];
 
@@ -93,6 +98,7 @@ pub fn read_options(value: Option<&Unknown>, allowed: &[&str]) -> LockResult<Raw
       "serverSelectionTimeoutMs" => out.server_selection_timeout_ms = Some(ms_option(name, item, 1)?),
       "operationTimeoutMs" => out.operation_timeout_ms = Some(ms_option(name, item, 1)?),
       "writeConcern" => out.write_concern = Some(write_concern_option(item)?),
+      "appName" => out.app_name = Some(string_option(name, item)?),
       "logger" => {} // a JS object, read by the manager (see logging.rs)
       _ => unreachable!("checked against the allowed list"),
     }
@@ -296,6 +302,12 @@ impl Config {
       operation_timeout: Duration::from_millis(raw.operation_timeout_ms.unwrap_or(DEFAULT_OPERATION_TIMEOUT_MS)),
       write_concern: raw.write_concern.unwrap_or(WriteConcernChoice::Auto),
       client: None,
+      holder: Holder {
+        host: "unknown".to_string(),
+        pid: std::process::id(),
+        app: raw.app_name.clone().unwrap_or_else(|| "unknown".to_string()),
+        manager: mongodb::bson::oid::ObjectId::new().to_hex(),
+      },
     })
   }
 }

@@ -21,7 +21,7 @@ use crate::lock::LockState;
 use crate::logging::LogRoute;
 use crate::refresh;
 use crate::signals::{notify_lost, Cancel, LostSink};
-use crate::stats::Stats;
+use crate::stats::{Stats, Waiting};
 use crate::store::{Store, BATCH};
 use crate::wait::{backoff, jitter, Waiters};
 
@@ -155,8 +155,10 @@ impl Core {
       _ = cancelled() => return Err(LockError::Aborted),
     };
     let key = action.to_string();
+    let started = Mono::now();
     let deadline = req.wait.filter(|w| !w.is_zero()).map(|w| Instant::now() + w);
     let ticket = deadline.map(|_| self.waiters.enter(key.clone()));
+    let mut waited = WaitTimer { stats: &self.stats, since: None };
     let mut attempt = 0;
     loop {
       // An attempt is never interrupted: a cancelled insert could leave a
@@ -168,7 +170,10 @@ impl Core {
         return Err(LockError::Closed); // close() ran while we waited
       }
       let late = match self.try_once(store, &action, &key, &req).await? {
-        Attempt::Acquired(state) => return Ok(Some(state)),
+        Attempt::Acquired(state) => {
+          self.stats.acquire.observe(Mono::now().since(started));
+          return Ok(Some(state));
+        }
         Attempt::Held => None,
         Attempt::TooLate(why) => Some(why),
       };
@@ -181,6 +186,7 @@ impl Core {
         return out_of_time();
       }
       let pause = backoff(attempt, jitter()).min(deadline - now);
+      waited.start();
       tokio::select! {
         _ = sleep(pause) => {}
         _ = ticket.notify.notified() => {}
@@ -343,6 +349,9 @@ impl Core {
   pub async fn release(&self, state: &Arc<LockState>) -> LockResult<bool> {
     self.check(state);
     let was_held = state.unlock();
+    if was_held {
+      self.stats.hold.observe(Mono::now().since(state.acquired_at));
+    }
     self.held.lock().unwrap().remove(&state.id);
     if state.nothing_to_delete() || self.is_closed() {
       return Ok(false);
@@ -364,6 +373,7 @@ impl Core {
     self.held.lock().unwrap().remove(&state.id);
     if state.unlock() {
       state.set_nothing_to_delete();
+      self.stats.hold.observe(Mono::now().since(state.acquired_at));
       tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "abandoned (locked = false)");
     }
   }
@@ -376,6 +386,7 @@ impl Core {
     let store = self.store().await?;
     let now = self.server_now()?;
     let matched = store.refresh(&[state.id], &now, self.config.ttl).await?;
+    self.stats.refresh.observe(Mono::now().since(now.at));
     Stats::add(&self.stats.refreshes, matched);
     if matched == 0 {
       state.set_nothing_to_delete();
@@ -400,6 +411,7 @@ impl Core {
       let ids: Vec<ObjectId> = batch.iter().map(|s| s.id).collect();
       let now = self.server_now()?;
       let matched = store.refresh(&ids, &now, self.config.ttl).await?;
+      self.stats.refresh.observe(Mono::now().since(now.at));
       Stats::bump(&self.stats.refresh_commands);
       Stats::add(&self.stats.refreshes, matched);
       if (matched as usize) == ids.len() {
@@ -417,6 +429,14 @@ impl Core {
       }
     }
     Ok(())
+  }
+
+  /// The lock document of `action` and the server's time now: what
+  /// `locker.inspect(key)` reports.
+  pub async fn inspect(&self, action: &Bson) -> LockResult<Option<(mongodb::bson::Document, ServerNow)>> {
+    let store = self.store().await?;
+    let found = store.find_lock(action).await?;
+    Ok(found.map(|doc| (doc, self.clock.now().expect("read when connecting"))))
   }
 
   /// The earliest moment a held lock must be given up.
@@ -441,6 +461,7 @@ impl Core {
       return; // freed or already lost
     }
     Stats::bump(&self.stats.lost);
+    self.stats.hold.observe(Mono::now().since(state.acquired_at));
     let _enter = self.route.span().entered();
     tracing::error!(target: "mongo_locks_native", action = %key_text(&state.action), reason, "lock lost");
     if let Some(sink) = &self.lost {
@@ -469,9 +490,11 @@ impl Core {
     // each operation is bounded, so this wait is too.
     self.flights.idle(self.config.operation_timeout * 3).await;
     let held: Vec<Arc<LockState>> = self.held.lock().unwrap().drain().map(|(_, s)| s).collect();
-    held.iter().for_each(|s| {
-      s.unlock();
-    });
+    for state in &held {
+      if state.unlock() {
+        self.stats.hold.observe(Mono::now().since(state.acquired_at));
+      }
+    }
     let ids: Vec<ObjectId> = held.iter().map(|s| s.id).collect();
     let Some(store) = self.store.get() else { return Ok(ids) };
     let mut freed = Ok(());
@@ -499,6 +522,29 @@ impl Core {
 
   pub fn refresh_period(&self) -> Duration {
     self.config.refresh
+  }
+}
+
+/// Times the waiting of one `lock()` call, from its first pause to its end,
+/// and counts the caller as waiting meanwhile.
+struct WaitTimer<'a> {
+  stats: &'a Stats,
+  since: Option<(Mono, Waiting<'a>)>,
+}
+
+impl WaitTimer<'_> {
+  fn start(&mut self) {
+    if self.since.is_none() {
+      self.since = Some((Mono::now(), Waiting::enter(&self.stats.waiting)));
+    }
+  }
+}
+
+impl Drop for WaitTimer<'_> {
+  fn drop(&mut self) {
+    if let Some((since, _)) = &self.since {
+      self.stats.wait.observe(Mono::now().since(*since));
+    }
   }
 }
 

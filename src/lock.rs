@@ -21,6 +21,8 @@ pub struct LockState {
   /// `action` as a string, to match local waiters on the same key.
   pub key: String,
   pub fencing_token: Option<i64>,
+  /// When it was acquired (for the hold-time histogram).
+  pub acquired_at: Mono,
   /// With `maxHoldMs`: after this, the lock is no longer refreshed.
   hold_until: Option<Mono>,
   /// When this process stops believing it holds the lock (see
@@ -51,6 +53,7 @@ impl LockState {
       action,
       key,
       fencing_token,
+      acquired_at: Mono::now(),
       hold_until,
       deadline: AtomicU64::new(deadline.as_nanos()),
       locked: AtomicBool::new(true),
@@ -118,6 +121,23 @@ impl LockState {
   pub fn set_nothing_to_delete(&self) {
     self.nothing_to_delete.store(true, Ordering::Release);
   }
+}
+
+/// Who holds a lock: recorded in every lock document this package writes
+/// (as `holder`, beside the fields `mongo-locks` reads), so that "who holds
+/// this key?" has an answer. Documents of `mongo-locks` clients have none.
+#[napi(object)]
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Holder {
+  /// The machine's host name.
+  pub host: String,
+  /// The process id.
+  pub pid: u32,
+  /// The application: the manager's `appName` option, else the connection's
+  /// `appName`, else the name in the application's package.json.
+  pub app: String,
+  /// The id of the `LockManager` (hex), unique per manager.
+  pub manager: String,
 }
 
 /// A lock held by this process. Free it with `free()` in a `finally`, or
@@ -195,6 +215,13 @@ impl NativeLock {
   #[napi(getter, ts_return_type = "unknown")]
   pub fn action<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
     action_to_js(env, &self.state.action)
+  }
+
+  /// Who holds it: this process (host, pid, application, manager id), as
+  /// recorded in the lock document.
+  #[napi(getter)]
+  pub fn holder(&self) -> Holder {
+    self.core.config.holder.clone()
   }
 
   /// The hex string of the lock document's `_id`.

@@ -18,7 +18,8 @@ use crate::connection::{ClientSettings, EffectiveSettings};
 use crate::core::Core;
 use crate::errors::{rejected, to_napi, LockError, LockResult};
 use crate::key::action_from_js;
-use crate::lock::{LockState, NativeLock};
+use crate::lock::{Holder, LockState, NativeLock};
+use crate::stats::MetricsSnapshot;
 use crate::logging::{sink_from_js, LogRoute};
 use crate::signals::{self, Cancel, Incoming, SignalHook};
 use crate::stats::LockStats;
@@ -47,7 +48,13 @@ impl LockManager {
   /// (`client`, not in the types, is what index.js read of the application's
   /// Node client: see `connection`.)
   #[napi(constructor, ts_args_type = "collection: MongoCollectionLike, options?: LockManagerOptions")]
-  pub fn new(env: Env, collection: Unknown, options: Option<Unknown>, client: Option<ClientSettings>) -> Result<Self> {
+  pub fn new(
+    env: Env,
+    collection: Unknown,
+    options: Option<Unknown>,
+    client: Option<ClientSettings>,
+    identity: Option<Identity>,
+  ) -> Result<Self> {
     let setup = (|| {
       let raw = read_options(options.as_ref(), CONSTRUCTOR_OPTIONS)?;
       let (found_uri, database, name) = from_collection(&collection)?;
@@ -61,6 +68,7 @@ impl LockManager {
       };
       let mut config = Config::build(uri, database, name, &raw)?;
       config.client = client;
+      identify(&mut config, identity);
       start(&env, config, options.as_ref())
     })();
     let core = setup.map_err(|e| to_napi(&env, &e))?;
@@ -82,6 +90,7 @@ impl LockManager {
     uri: Unknown,
     options: Option<Unknown>,
     client: Option<ClientSettings>,
+    identity: Option<Identity>,
   ) -> Result<PromiseRaw<'env, LockManager>> {
     let core = (|| {
       if uri.get_type().ok() != Some(ValueType::String) {
@@ -98,6 +107,7 @@ impl LockManager {
       let collection = raw.collection.clone().unwrap_or_else(|| DEFAULT_COLLECTION.to_string());
       let mut config = Config::build(uri, database, collection, &raw)?;
       config.client = client;
+      identify(&mut config, identity);
       start(env, config, options.as_ref())
     })();
     let core = match core {
@@ -227,6 +237,35 @@ impl LockManager {
     self.core.connected().map(|s| s.settings.clone())
   }
 
+  /// Who holds the lock on `key` now, as its document says: the holder
+  /// (`null` for a `mongo-locks` client's lock), its age, its expiry and the
+  /// server's time (estimated, see `serverClockUncertaintyMs`), its fencing
+  /// token. Resolves `null` when nobody holds `key`. index.js adds the dates.
+  /// (Typed in types-header.d.ts, with the Dates index.js adds.)
+  #[napi(skip_typescript)]
+  pub fn inspect<'env>(&self, env: &'env Env, key: Unknown) -> Result<PromiseRaw<'env, Option<LockInspection>>> {
+    let action = match action_from_js(&key) {
+      Ok(action) => action,
+      Err(e) => return rejected(env, &e),
+    };
+    let core = self.core.clone();
+    env.spawn_future_with_callback(
+      async move {
+        let found = core.traced(core.inspect(&action)).await;
+        Ok(found.map(|found| found.map(|(doc, now)| LockInspection::of(&doc, &now, &core.config.holder))))
+      },
+      |env, res| res.map_err(|e| to_napi(env, &e)),
+    )
+  }
+
+  /// Everything `locker.metrics()` renders (index.js): the counters of
+  /// `stats()`, callers waiting now, and the acquire, wait, hold and refresh
+  /// histograms. Reads atomics only.
+  #[napi]
+  pub fn metrics_snapshot(&self) -> MetricsSnapshot {
+    self.core.stats.metrics(self.core.held_count())
+  }
+
   /// How many locks this manager holds right now.
   #[napi(getter)]
   pub fn held(&self) -> u32 {
@@ -304,6 +343,81 @@ impl LockManager {
         })
       },
     )
+  }
+}
+
+/// What index.js knows of this process for `holder` (the manager id is ours).
+#[napi(object)]
+pub struct Identity {
+  pub host: String,
+  pub pid: u32,
+  /// The application's name, when the manager's `appName` option is not set.
+  pub app: Option<String>,
+}
+
+fn identify(config: &mut Config, identity: Option<Identity>) {
+  let Some(identity) = identity else { return };
+  config.holder.host = identity.host;
+  config.holder.pid = identity.pid;
+  if config.holder.app == "unknown" {
+    if let Some(app) = identity.app {
+      config.holder.app = app;
+    }
+  }
+}
+
+/// What `locker.inspect(key)` tells of a held key. Times are ms; index.js
+/// adds `createdAt`, `refreshedAt` and `expiresAt` as Dates.
+#[napi(object)]
+pub struct LockInspection {
+  /// Hex of the lock document's `_id`.
+  pub id: String,
+  /// Who holds it; `null` for a lock written by `mongo-locks` (or an older version of this package).
+  pub holder: Option<Holder>,
+  /// Whether this manager is the holder.
+  pub held_by_this_manager: bool,
+  pub created_at_ms: Option<f64>,
+  pub refreshed_at_ms: Option<f64>,
+  pub expires_at_ms: Option<f64>,
+  /// The server's time now, by this manager's estimate.
+  pub server_time_ms: f64,
+  /// Server time now minus `createdAt`.
+  pub age_ms: Option<f64>,
+  /// `expiresAt` minus server time now: negative once expired (a crashed holder's lock awaiting takeover).
+  pub expires_in_ms: Option<f64>,
+  pub fencing_token: Option<i64>,
+}
+
+impl LockInspection {
+  fn of(doc: &mongodb::bson::Document, now: &crate::clock::ServerNow, ours: &Holder) -> Self {
+    use mongodb::bson::Bson;
+    let date = |name: &str| doc.get_datetime(name).ok().map(|d| d.timestamp_millis() as f64);
+    let number = |d: &mongodb::bson::Document, name: &str| match d.get(name) {
+      Some(Bson::Int32(n)) => Some(*n as i64),
+      Some(Bson::Int64(n)) => Some(*n),
+      Some(Bson::Double(n)) => Some(*n as i64),
+      _ => None,
+    };
+    let holder = doc.get_document("holder").ok().map(|h| Holder {
+      host: h.get_str("host").unwrap_or("unknown").to_string(),
+      pid: number(h, "pid").unwrap_or(0) as u32,
+      app: h.get_str("app").unwrap_or("unknown").to_string(),
+      manager: h.get_str("manager").unwrap_or("").to_string(),
+    });
+    let server = now.estimate_ms as f64;
+    let (created, expires) = (date("createdAt"), date("expiresAt"));
+    LockInspection {
+      id: doc.get_object_id("_id").map(|id| id.to_hex()).unwrap_or_default(),
+      held_by_this_manager: holder.as_ref().is_some_and(|h| h.manager == ours.manager),
+      holder,
+      created_at_ms: created,
+      refreshed_at_ms: date("refreshedAt"),
+      expires_at_ms: expires,
+      server_time_ms: server,
+      age_ms: created.map(|c| server - c),
+      expires_in_ms: expires.map(|e| e - server),
+      fencing_token: number(doc, "fencingToken"),
+    }
   }
 }
 

@@ -51,6 +51,8 @@ pub struct Store {
   pub settings: EffectiveSettings,
   /// CA and client-key files rustls reads; removed on shutdown.
   files: std::sync::Mutex<Option<TlsFiles>>,
+  /// `holder` of every lock document we write (see `lock::Holder`).
+  holder: Document,
 }
 
 /// What a `hello` told us besides the time.
@@ -115,6 +117,12 @@ impl Store {
       majority,
       settings,
       files: std::sync::Mutex::new(Some(files)),
+      holder: doc! {
+        "host": &config.holder.host,
+        "pid": config.holder.pid as i64,
+        "app": &config.holder.app,
+        "manager": &config.holder.manager,
+      },
     };
     store.ensure_indexes().await?;
     tracing::debug!(
@@ -187,6 +195,7 @@ impl Store {
       "createdAt": at,
       "refreshedAt": at,
       "expiresAt": clock::after(at, ttl),
+      "holder": self.holder.clone(),
     };
     let attempt = async {
       match self.locks.insert_one(lock.clone()).await {
@@ -230,6 +239,12 @@ impl Store {
       .bounded("refreshing locks", retry_once(|| self.locks.update_many(by_ids(ids), update.clone())))
       .await?;
     Ok(res.matched_count)
+  }
+
+  /// The lock document of `action`, if any (read on the primary).
+  pub async fn find_lock(&self, action: &Bson) -> LockResult<Option<Document>> {
+    let read = retry_once(|| self.locks.find_one(doc! { "action": action.clone() }));
+    self.bounded("reading a lock", read).await
   }
 
   /// Which of `ids` still have a document (read on the primary).
