@@ -129,17 +129,15 @@ function checkManagerTls(value) {
 const AUTH_REFUSED = {
   'MONGODB-OIDC': 'MONGODB-OIDC (its callbacks run in JavaScript, and this build has no OIDC)',
   GSSAPI: 'GSSAPI (Kerberos is not in this build)',
+  'MONGODB-AWS': 'MONGODB-AWS (not in this build yet)',
 }
 
 /** The credentials of the client's parsed options, checked. */
-function credentials(creds, supportsAws) {
+function credentials(creds) {
   if (!creds) return {}
   const mechanism = creds.mechanism && creds.mechanism !== 'DEFAULT' ? creds.mechanism : undefined
   if (mechanism && AUTH_REFUSED[mechanism]) {
-    fail(`the client's authMechanism ${AUTH_REFUSED[mechanism]} cannot be used by the lock manager; give it a user that authenticates with SCRAM, X.509 or MONGODB-AWS (options.uri)`)
-  }
-  if (mechanism === 'MONGODB-AWS' && !supportsAws) {
-    fail("the client's authMechanism MONGODB-AWS needs a build with AWS authentication")
+    fail(`the client's authMechanism ${AUTH_REFUSED[mechanism]} cannot be used by the lock manager; give it a user that authenticates with SCRAM or X.509, in options.uri`)
   }
   const properties = {}
   for (const [name, value] of Object.entries(creds.mechanismProperties || {})) {
@@ -168,7 +166,7 @@ const ms = (value, driverDefault) =>
  * manager's `options.tls`); `undefined` when there is nothing to read (the
  * Rust core then uses the connection string alone).
  */
-function settingsOf(client, managerTls, { supportsAws = false } = {}) {
+function settingsOf(client, managerTls) {
   const o = client && client.options
   if (!o || typeof o !== 'object') {
     // Only the URL to go by: TLS is on if it says so, with these CAs.
@@ -188,7 +186,7 @@ function settingsOf(client, managerTls, { supportsAws = false } = {}) {
     replicaSet: o.replicaSet || undefined,
     directConnection: typeof o.directConnection === 'boolean' ? o.directConnection : undefined,
     loadBalanced: typeof o.loadBalanced === 'boolean' ? o.loadBalanced : undefined,
-    ...credentials(o.credentials, supportsAws),
+    ...credentials(o.credentials),
     tls: Boolean(o.tls),
     retryWrites: typeof o.retryWrites === 'boolean' ? o.retryWrites : undefined,
     retryReads: typeof o.retryReads === 'boolean' ? o.retryReads : undefined,

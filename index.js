@@ -148,7 +148,7 @@ class LockManager extends NativeLockManager {
     const shaped = driverShape(collection)
     // The client's own settings, unless options.uri says where to connect.
     const client = rest && rest.uri !== undefined ? undefined : clientOf(shaped)
-    const settings = settingsOf(client, managerTls, { supportsAws: native.supportsAwsAuth })
+    const settings = settingsOf(client, managerTls)
     const appName = (settings && settings.appName) || appNameOf(rest && rest.uri !== undefined ? rest.uri : clientUrl(shaped))
     super(shaped, withDefaultLogger(rest), settings, identity(appName))
     setField(this, 'collection', collection)

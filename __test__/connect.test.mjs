@@ -181,6 +181,10 @@ describe('connecting like the application', () => {
       expect(() => new LockManager(client.db('d').collection('c'), { logger: false, ...managerOptions })).toThrow(pattern)
       return client.close()
     }
+    it('MONGODB-AWS, not in this build yet', () => refused(
+      { authMechanism: 'MONGODB-AWS', authSource: '$external' },
+      /authMechanism MONGODB-AWS \(not in this build yet\) cannot be used by the lock manager; give it a user/,
+    ))
     it('an OIDC callback', () => refused(
       { authMechanism: 'MONGODB-OIDC', authMechanismProperties: { OIDC_CALLBACK: async () => ({ accessToken: 'x' }) } },
       /authMechanism MONGODB-OIDC .*cannot be used by the lock manager/,

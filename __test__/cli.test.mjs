@@ -1,0 +1,551 @@
+// The command-line tool, `npx mongo-locks-native list|show|watch|unlock`
+// (bin/mongo-locks-native.js), run as a child process against the real
+// server, on documents written by the real libraries: this package's
+// LockManager and stock mongo-locks 3.2 on the same collection.
+// `watch` and the interactive confirmation of `unlock` run under a real
+// pseudo-terminal: tmux (Debian package `tmux`; installed here when CI=true
+// and it is missing, else those tests are skipped).
+import { describe, it, expect, beforeEach, afterEach } from 'vitest'
+import { spawn, spawnSync, execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { ObjectId } from 'mongodb'
+import { root, lib, mongoUrl, freshCollection, runNode, startNode, eventually } from './support.mjs'
+import { stockLockManager } from '../scripts/stock-mongo-locks.mjs'
+import { freePort } from '../scripts/ferretdb.mjs'
+
+const CLI = path.join(root, 'bin', 'mongo-locks-native.js')
+const HOLDER = path.join(root, '__test__', 'fixtures', 'cli-holder.mjs')
+const VERSION = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')).version
+const UNKNOWN = 'unknown (mongo-locks or older)'
+
+/** Runs the CLI with MONGO_URL set; `target` adds --db and --collection of a fresh collection. */
+function cli(args, { target, env = {}, timeoutMs = 30_000 } = {}) {
+  const where = target ? ['--db', target.db.databaseName, '--collection', target.name] : []
+  return runNode(CLI, [...args, ...where], { env: { MONGO_URL: mongoUrl(), ...env }, timeoutMs })
+}
+
+/** The one line a failing command prints on stderr. */
+function oneErrorLine(run) {
+  const lines = run.stderr.split('\n').filter((l) => l !== '')
+  expect(lines, run.stderr).toHaveLength(1)
+  expect(lines[0]).toMatch(/^mongo-locks-native: /)
+  return lines[0]
+}
+
+/** A lock document in the shape this package writes, `holder` included, inserted as is. */
+function holderDoc(action, { createdAgoMs, refreshedAgoMs, expiresInMs, fencingToken, holder }) {
+  const now = Date.now()
+  return {
+    _id: new ObjectId(),
+    action,
+    createdAt: new Date(now - createdAgoMs),
+    refreshedAt: new Date(now - refreshedAgoMs),
+    expiresAt: new Date(now + expiresInMs),
+    ...(fencingToken !== undefined && { fencingToken }),
+    ...(holder && { holder }),
+  }
+}
+
+const BILLING = { host: 'web-3', pid: 4711, app: 'billing-api', manager: '6b0a37da34c6b4700971f531' }
+
+/** What the CLI shows as the holder of a document. */
+const holderText = (h) => (!h ? UNKNOWN : h.app ? `${h.app} on ${h.host} (pid ${h.pid})` : `${h.host} (pid ${h.pid})`)
+
+// --- Arguments: no server needed ---
+
+describe('cli: arguments', () => {
+  it('--help, help and no command print the usage; --version the version', async () => {
+    const runs = await Promise.all([cli(['--help']), cli(['help']), cli([]), cli(['list', '-h'])])
+    for (const run of runs) {
+      expect(run.code, run.stderr).toBe(0)
+      expect(run.stdout).toMatch(/^Usage: mongo-locks-native <command>/)
+      for (const command of ['list', 'show KEY', 'watch', 'unlock KEY --force']) expect(run.stdout).toContain(command)
+      expect(run.stdout).toBe(runs[0].stdout)
+    }
+    const version = await cli(['--version'])
+    expect(version.code).toBe(0)
+    expect(version.stdout).toBe(`${VERSION}\n`)
+  })
+
+  const usageErrors = [
+    [['frob'], /unknown command "frob": expected one of list, show, watch, unlock, help/],
+    [['list', '--frob'], /unknown option --frob/],
+    [['list', '--db'], /--db needs a value/],
+    [['list', 'extra'], /list takes no KEY/],
+    [['list', '--force'], /list does not take --force/],
+    [['show'], /show needs a KEY/],
+    [['show', 'a', 'b'], /show takes one KEY, got 2/],
+    [['show', 'a', '--json-key', '"a"'], /KEY or --json-key, not both/],
+    [['show', '--json-key', '[1'], /--json-key is not valid JSON/],
+    [['unlock', 'k'], /unlock needs --force/],
+    [['unlock', 'k', '--yes'], /unlock needs --force/],
+    [['watch', '--interval', '0'], /--interval takes a number of seconds/],
+    [['list', '--timeout', 'soon'], /--timeout takes a number of seconds/],
+    [['list', '--uri', 'http://localhost/app'], /--uri must start with mongodb:\/\/ or mongodb\+srv:\/\//],
+  ]
+  it('bad arguments: one line on stderr, exit 2, before any connection', async () => {
+    const runs = await Promise.all(usageErrors.map(([args]) => cli([...args, '--db', 'x'])))
+    runs.forEach((run, i) => {
+      const [args, message] = usageErrors[i]
+      expect(run.code, `${args.join(' ')}: ${run.stderr}`).toBe(2)
+      expect(oneErrorLine(run)).toMatch(message)
+      expect(run.stdout).toBe('')
+    })
+  })
+
+  it('no database (neither --db nor one in the URI), no server given: exit 2', async () => {
+    // mongoUrl() has no database in its path.
+    const noDb = await cli(['list'])
+    expect(noDb.code).toBe(2)
+    expect(oneErrorLine(noDb)).toMatch(/no database given: pass --db NAME \(the connection string of MONGO_URL has no database in its path\)/)
+    const noServer = await cli(['list', '--db', 'x'], { env: { MONGO_URL: '' } })
+    expect(noServer.code).toBe(2)
+    expect(oneErrorLine(noServer)).toMatch(/no server given: pass --uri .* or set MONGO_URL/)
+  })
+
+  it('a missing server: one line naming it (no password), exit 1, within the timeout', async () => {
+    const port = await freePort() // nothing listens there
+    const [quick, byDefault] = await Promise.all([
+      cli(['list', '--uri', `mongodb://ops:s3cret@127.0.0.1:${port}/app?directConnection=true`, '--timeout', '1']),
+      cli(['show', 'k', '--uri', `mongodb://127.0.0.1:${port}/app?directConnection=true`]),
+    ])
+    expect(quick.code).toBe(1)
+    expect(oneErrorLine(quick)).toMatch(new RegExp(`cannot reach the server at 127\\.0\\.0\\.1:${port} within 1s: .*ECONNREFUSED`))
+    expect(quick.stderr).not.toContain('s3cret')
+    expect(quick.ms).toBeLessThan(4000)
+    // The default --timeout: 5 s.
+    expect(byDefault.code).toBe(1)
+    expect(oneErrorLine(byDefault)).toMatch(/within 5s/)
+    expect(byDefault.ms).toBeLessThan(9000)
+  })
+
+  it('a server that accepts connections and never answers: exit 1 within the timeout', async () => {
+    const sockets = []
+    const silent = net.createServer((s) => sockets.push(s))
+    await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    try {
+      const run = await cli(['list', '--uri', `mongodb://127.0.0.1:${silent.address().port}/app?directConnection=true`, '--timeout', '1'])
+      expect(run.code).toBe(1)
+      expect(oneErrorLine(run)).toMatch(new RegExp(`cannot reach the server at 127\\.0\\.0\\.1:${silent.address().port} within 1s`))
+      expect(run.ms).toBeLessThan(5000)
+    } finally {
+      for (const s of sockets) s.destroy()
+      silent.close()
+    }
+  })
+})
+
+// --- Against the server ---
+
+describe('cli: list and show', () => {
+  let ctx
+  let ours
+  let stockLocks
+  beforeEach(async () => {
+    ctx = await freshCollection('cli')
+    ours = new lib.LockManager(ctx.collection, { logger: false })
+    stockLocks = []
+  })
+  afterEach(async () => {
+    for (const l of stockLocks) await l.free().catch(() => {})
+    await ours.close()
+    await ctx.close()
+  })
+
+  /** Locks by both libraries, a holder-bearing document and an expired one; resolves to the documents by key. */
+  async function populate() {
+    const fenced = await ours.lock('payment-991', { fencing: true })
+    const arrayKey = await ours.lock(['org', 7])
+    const { locker: stock } = await stockLockManager(ctx.db, ctx.collection)
+    const theirs = await stock.lock('bank-details-42')
+    stockLocks.push(theirs)
+    // A lock by this package on another machine, written in its exact shape
+    // (holder included), and one whose holder died (FerretDB has no TTL monitor).
+    await ctx.collection.insertOne(holderDoc('invoice-7', { createdAgoMs: 185_000, refreshedAgoMs: 8000, expiresInMs: 52_000, fencingToken: 17, holder: BILLING }))
+    await ctx.collection.insertOne(holderDoc('job-10', { createdAgoMs: 600_000, refreshedAgoMs: 64_000, expiresInMs: -4000 }))
+    expect([fenced, arrayKey, theirs].every(Boolean)).toBe(true)
+    const docs = await ctx.collection.find().toArray()
+    const byKey = Object.fromEntries(docs.map((d) => [typeof d.action === 'string' ? d.action : JSON.stringify(d.action._key_array), d]))
+    return { docs, byKey, fenced }
+  }
+
+  it('list --json: every lock, sorted by key, as its document says, timed on the server clock', async () => {
+    const { docs, byKey, fenced } = await populate()
+    const run = await cli(['list', '--json'], { target: ctx })
+    expect(run.code, run.stderr).toBe(0)
+    const out = JSON.parse(run.stdout)
+    expect(out).toMatchObject({ database: ctx.db.databaseName, collection: ctx.name, clock: 'server' })
+    const serverTime = Date.parse(out.serverTime)
+    expect(Math.abs(serverTime - Date.now())).toBeLessThan(10_000) // same machine
+    expect(out.locks).toHaveLength(docs.length)
+    // Sorted by key (the array key shows as its JSON).
+    const stringKeys = out.locks.map((l) => l.key).filter((k) => typeof k === 'string')
+    expect(stringKeys).toEqual(['bank-details-42', 'invoice-7', 'job-10', 'payment-991'])
+    for (const lock of out.locks) {
+      const doc = docs.find((d) => d._id.toHexString() === lock._id)
+      expect(doc, lock._id).toBeDefined()
+      expect(lock.action).toEqual(doc.action)
+      expect(lock.createdAt).toBe(doc.createdAt.toISOString())
+      expect(lock.refreshedAt).toBe(doc.refreshedAt.toISOString())
+      expect(lock.expiresAt).toBe(doc.expiresAt.toISOString())
+      expect(lock.heldForMs).toBe(serverTime - doc.createdAt.getTime())
+      expect(lock.expiresInMs).toBe(doc.expiresAt.getTime() - serverTime)
+      expect(lock.expired).toBe(lock.expiresInMs <= 0)
+      expect(lock.holder).toEqual(doc.holder ?? null)
+      expect(lock.fencingToken).toBe(doc.fencingToken ?? null)
+    }
+    const get = (key) => out.locks.find((l) => JSON.stringify(l.key) === JSON.stringify(key))
+    // Stock mongo-locks writes no holder.
+    expect(get('bank-details-42').holder).toBeNull()
+    // Ours: the fencing token the lock was given; the array key unwrapped, stored wrapped.
+    expect(get('payment-991').fencingToken).toBe(Number(fenced.fencingToken))
+    expect(get(['org', 7]).action).toEqual({ _key_array: ['org', 7] })
+    // This package's documents carry `holder` (once the library writes it): this process.
+    if (byKey['payment-991'].holder) {
+      expect(get('payment-991').holder).toMatchObject({ pid: process.pid, manager: expect.stringMatching(/^[0-9a-f]+$/) })
+      expect(get(['org', 7]).holder.manager).toBe(get('payment-991').holder.manager)
+    }
+    expect(get('invoice-7')).toMatchObject({ holder: BILLING, fencingToken: 17, expired: false })
+    expect(get('job-10')).toMatchObject({ holder: null, expired: true })
+    expect(get('job-10').expiresInMs).toBeLessThan(-3000)
+  })
+
+  it('list: a table of key, holder, held for, expires in, token', async () => {
+    const { byKey } = await populate()
+    const run = await cli(['list'], { target: ctx })
+    expect(run.code, run.stderr).toBe(0)
+    const lines = run.stdout.trimEnd().split('\n')
+    expect(lines[0]).toMatch(/^KEY +HOLDER +HELD FOR +EXPIRES IN +TOKEN$/)
+    expect(lines).toHaveLength(6)
+    const row = (key) => {
+      const found = lines.find((l) => l.startsWith(`${key} `))
+      expect(found, `${key} in\n${run.stdout}`).toBeDefined()
+      return found.split(/ {2,}/)
+    }
+    expect(row('bank-details-42')).toEqual(['bank-details-42', UNKNOWN, expect.stringMatching(/^\d+s$/), expect.stringMatching(/^5\ds$|^60s$/), '-'])
+    expect(row('invoice-7')).toEqual(['invoice-7', 'billing-api on web-3 (pid 4711)', expect.stringMatching(/^3m0\ds$/), expect.stringMatching(/^[45]\ds$/), '17'])
+    expect(row('job-10')).toEqual(['job-10', UNKNOWN, expect.stringMatching(/^10m\d\ds$/), expect.stringMatching(/^expired \d+s ago$/), '-'])
+    expect(row('payment-991')).toEqual([
+      'payment-991',
+      holderText(byKey['payment-991'].holder),
+      expect.stringMatching(/^\d+s$/),
+      expect.stringMatching(/^5\ds$|^60s$/),
+      String(byKey['payment-991'].fencingToken),
+    ])
+    expect(row('["org",7]')[1]).toBe(holderText(byKey['["org",7]'].holder))
+  })
+
+  it('show KEY: one lock in full; --json-key for a non-string key; --json', async () => {
+    const { byKey } = await populate()
+    const [stock, billing, arrayKey, json] = await Promise.all([
+      cli(['show', 'bank-details-42'], { target: ctx }),
+      cli(['show', 'invoice-7'], { target: ctx }),
+      cli(['show', '--json-key', '["org",7]'], { target: ctx }),
+      cli(['show', 'payment-991', '--json'], { target: ctx }),
+    ])
+    for (const run of [stock, billing, arrayKey, json]) expect(run.code, run.stderr).toBe(0)
+    const field = (run, name) => run.stdout.split('\n').find((l) => l.startsWith(`${name} `))?.slice(name.length).trim()
+
+    expect(field(stock, 'key')).toBe('bank-details-42')
+    expect(field(stock, 'holder')).toBe(UNKNOWN)
+    expect(stock.stdout).toContain('no holder in the document: a mongo-locks client wrote it, or an older mongo-locks-native')
+    expect(field(stock, '_id')).toBe(byKey['bank-details-42']._id.toHexString())
+    expect(field(stock, 'created')).toMatch(new RegExp(`^${byKey['bank-details-42'].createdAt.toISOString()}  held for \\d+s$`))
+    expect(field(stock, 'expires')).toMatch(/ in (5\d|60)s$/)
+    expect(field(stock, 'fencing token')).toBe('none (taken without fencing)')
+    expect(field(stock, 'server time')).toMatch(/^\d{4}-\d\d-\d\dT/)
+
+    expect(field(billing, 'holder')).toBe('billing-api on web-3 (pid 4711)')
+    expect(field(billing, '  manager')).toBe(BILLING.manager)
+    expect(field(billing, 'fencing token')).toBe('17')
+    expect(field(billing, 'refreshed')).toMatch(/  [89]s ago$/)
+
+    expect(field(arrayKey, 'key')).toBe('["org",7]')
+    expect(field(arrayKey, 'stored as')).toBe('action: {"_key_array":["org",7]}')
+    expect(field(arrayKey, '_id')).toBe(byKey['["org",7]']._id.toHexString())
+
+    const shown = JSON.parse(json.stdout)
+    expect(shown.lock).toMatchObject({
+      key: 'payment-991',
+      _id: byKey['payment-991']._id.toHexString(),
+      holder: byKey['payment-991'].holder ?? null,
+      fencingToken: byKey['payment-991'].fencingToken,
+      expired: false,
+    })
+    expect(shown.lock.heldForMs).toBe(Date.parse(shown.serverTime) - byKey['payment-991'].createdAt.getTime())
+  })
+
+  it('show of a key nobody holds: one line, exit 3; an empty or missing collection lists nothing', async () => {
+    const absent = { db: ctx.db, name: `${ctx.name}-absent` }
+    const missing = await cli(['list'], { target: absent })
+    expect(missing.code, missing.stderr).toBe(0)
+    expect(missing.stdout).toBe(`No locks in ${ctx.db.databaseName}.${absent.name} (no such collection: check --db and --collection).\n`)
+    await ours.ready
+    const [none, empty, emptyJson] = await Promise.all([
+      cli(['show', 'nobody-holds-this'], { target: ctx }),
+      cli(['list'], { target: ctx }),
+      cli(['list', '--json'], { target: ctx }),
+    ])
+    expect(none.code).toBe(3)
+    expect(oneErrorLine(none)).toBe(`mongo-locks-native: no lock on nobody-holds-this in ${ctx.db.databaseName}.${ctx.name}`)
+    expect(none.stdout).toBe('')
+    expect(empty.stdout).toBe(`No locks in ${ctx.db.databaseName}.${ctx.name}.\n`)
+    expect(JSON.parse(emptyJson.stdout).locks).toEqual([])
+  })
+
+  it('the database can come from the URI path', async () => {
+    await ours.lock('from-uri-path')
+    const url = new URL(mongoUrl())
+    url.pathname = `/${ctx.db.databaseName}`
+    const run = await runNode(CLI, ['list', '--uri', url.toString(), '--collection', ctx.name])
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.stdout).toMatch(/^from-uri-path /m)
+  })
+})
+
+describe('cli: unlock', () => {
+  let ctx
+  let managers
+  let stockLocks
+  beforeEach(async () => {
+    ctx = await freshCollection('cli-unlock')
+    managers = []
+    stockLocks = []
+  })
+  afterEach(async () => {
+    for (const l of stockLocks) l.locked = false
+    for (const m of managers) await m.close()
+    await ctx.close()
+  })
+  const manager = (options) => {
+    const m = new lib.LockManager(ctx.collection, { logger: false, ...options })
+    managers.push(m)
+    return m
+  }
+  const stockLock = async (key) => {
+    const { locker } = await stockLockManager(ctx.db, ctx.collection)
+    const lock = await locker.lock(key)
+    stockLocks.push(lock)
+    return { locker, lock }
+  }
+
+  it('--force --yes deletes a lock held by stock mongo-locks; the key is free for another manager', async () => {
+    const { lock } = await stockLock('bank-details-42')
+    const id = lock._id.toHexString()
+    const run = await cli(['unlock', 'bank-details-42', '--force', '--yes'], { target: ctx })
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.stdout).toMatch(new RegExp(`^deleted lock key="bank-details-42" _id=${id} holder="${UNKNOWN.replace(/[()]/g, '\\$&')}" held_for=\\d+s in=${ctx.db.databaseName}\\.${ctx.name}\\n$`))
+    expect(await ctx.collection.countDocuments()).toBe(0)
+    // The stock holder finds out at its refresh; another manager gets the key now.
+    expect(await lock.refresh()).toBe(false)
+    const next = await manager().lock('bank-details-42')
+    expect(next).not.toBeNull()
+  })
+
+  it('--force --yes deletes a lock held by this package: its holder loses it, another manager takes the key', async () => {
+    const holder = manager({ ttlMs: 3000 }) // refreshes every 500 ms
+    const held = await holder.lock(['org', 7], { fencing: true })
+    const doc = await ctx.collection.findOne({})
+    const run = await cli(['unlock', '--json-key', '["org",7]', '--force', '-y'], { target: ctx })
+    expect(run.code, run.stderr).toBe(0)
+    const line = run.stdout.trimEnd()
+    expect(line.split('\n')).toHaveLength(1)
+    expect(line).toContain(`key="[\\"org\\",7]" _id=${held.id} holder="${holderText(doc.holder)}"`)
+    if (doc.holder) {
+      expect(doc.holder.pid).toBe(process.pid)
+      expect(line).toContain(` manager=${doc.holder.manager} `)
+    }
+    expect(await ctx.collection.countDocuments()).toBe(0)
+    // The holder notices at its next refresh.
+    expect(await eventually(() => held.signal.aborted, 5000)).toBe(true)
+    expect(held.locked).toBe(false)
+    // Stock mongo-locks takes the key next.
+    const { lock: next } = await stockLock(['org', 7])
+    expect(next).not.toBeNull()
+  })
+
+  it('a lock held by another process of this package: the holder shown is that process, and it learns of the unlock', async () => {
+    const holder = startNode(HOLDER, ['--lib', 'ours', '--collection', ctx.name, '--key', 'report-2026-11', '--ttl-ms', '3000', '--app-name', 'report-worker'], {
+      env: { MONGO_URL: mongoUrl() },
+    })
+    try {
+      const locked = await holder.waitFor('locked')
+      const doc = await ctx.collection.findOne({})
+      const shown = await cli(['show', 'report-2026-11', '--json'], { target: ctx })
+      expect(JSON.parse(shown.stdout).lock.holder).toEqual(doc.holder ?? null)
+      if (doc.holder) expect(doc.holder).toMatchObject({ pid: locked.pid, app: 'report-worker', host: os.hostname() })
+      const run = await cli(['unlock', 'report-2026-11', '--force', '--yes'], { target: ctx })
+      expect(run.code, run.stderr).toBe(0)
+      expect(run.stdout).toContain(`_id=${locked.id} holder="${holderText(doc.holder)}"`)
+      const lost = await holder.waitFor('lost', 10_000)
+      expect(lost.reason).toMatch(/report-2026-11/)
+    } finally {
+      holder.child.kill('SIGTERM')
+      await holder.exited
+    }
+  })
+
+  it('without --yes and without a terminal: refuses, exit 2, deletes nothing (stdin ignored or piped)', async () => {
+    await manager().lock('payment-991')
+    const ignored = await cli(['unlock', 'payment-991', '--force'], { target: ctx })
+    // A "y" piped in is not a confirmation: there is nobody at a terminal.
+    const piped = await new Promise((resolve) => {
+      const child = spawn(process.execPath, [CLI, 'unlock', 'payment-991', '--force', '--db', ctx.db.databaseName, '--collection', ctx.name], {
+        cwd: root,
+        env: { ...process.env, MONGO_URL: mongoUrl() },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (d) => { stdout += d })
+      child.stderr.on('data', (d) => { stderr += d })
+      child.stdin.end('y\n')
+      child.on('exit', (code) => resolve({ code, stdout, stderr }))
+    })
+    for (const run of [ignored, piped]) {
+      expect(run.code, run.stderr).toBe(2)
+      expect(oneErrorLine(run)).toBe(
+        'mongo-locks-native: not deleting the lock on payment-991: no terminal to confirm on (stdin is not a TTY); add --yes to delete without asking',
+      )
+      expect(run.stdout).toBe('')
+    }
+    const noForce = await cli(['unlock', 'payment-991', '--yes'], { target: ctx })
+    expect(noForce.code).toBe(2)
+    expect(await ctx.collection.countDocuments({ action: 'payment-991' })).toBe(1)
+  })
+
+  it('unlock of a key nobody holds: exit 3', async () => {
+    await manager().ready
+    const run = await cli(['unlock', 'nobody-holds-this', '--force', '--yes'], { target: ctx })
+    expect(run.code).toBe(3)
+    expect(oneErrorLine(run)).toMatch(/no lock on nobody-holds-this in /)
+  })
+})
+
+// --- Under a terminal: tmux ---
+
+/** tmux on PATH; on CI (CI=true) installed with apt-get if missing. */
+function ensureTmux() {
+  const have = () => spawnSync('tmux', ['-V'], { stdio: 'ignore' }).status === 0
+  if (have()) return true
+  if (process.env.CI === 'true') {
+    spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit' })
+    spawnSync('apt-get', ['install', '-y', '-qq', 'tmux'], { stdio: 'inherit' })
+    return have()
+  }
+  return false
+}
+const hasTmux = ensureTmux()
+
+const sh = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`
+let sessions = 0
+
+/** A tmux server of its own (its own socket), running one command in a 120×30 pane. */
+function terminal(args) {
+  const socket = `mln-cli-${process.pid}-${sessions++}`
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mln-cli-'))
+  const rcFile = path.join(dir, 'rc')
+  const tmux = (...a) => execFileSync('tmux', ['-L', socket, ...a], { encoding: 'utf8' })
+  // The exit status goes to a file, and the pane stays open to be inspected.
+  const command = `${[process.execPath, CLI, ...args].map(sh).join(' ')}; echo $? > ${sh(rcFile)}; sleep 120`
+  tmux('new-session', '-d', '-s', 'cli', '-x', '120', '-y', '30', command)
+  return {
+    screen: () => tmux('capture-pane', '-p', '-t', 'cli'),
+    /** tmux's view of the pane: alternate screen on, cursor shown. */
+    mode: () => {
+      const [alternate, cursor] = tmux('display', '-p', '-t', 'cli', '#{alternate_on} #{cursor_flag}').trim().split(' ')
+      return { alternate: alternate === '1', cursor: cursor === '1' }
+    },
+    keys: (...keys) => tmux('send-keys', '-t', 'cli', ...keys),
+    exitCode: () => (existsSync(rcFile) ? Number(readFileSync(rcFile, 'utf8').trim()) : null),
+    close() {
+      spawnSync('tmux', ['-L', socket, 'kill-server'], { stdio: 'ignore' })
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+describe.skipIf(!hasTmux)('cli: under a terminal (tmux)', () => {
+  let ctx
+  let managers
+  let term
+  beforeEach(async () => {
+    ctx = await freshCollection('cli-tty')
+    managers = []
+  })
+  afterEach(async () => {
+    term?.close()
+    term = undefined
+    for (const m of managers) await m.close()
+    await ctx.close()
+  })
+  const manager = () => {
+    const m = new lib.LockManager(ctx.collection, { logger: false })
+    managers.push(m)
+    return m
+  }
+  const where = () => ['--uri', mongoUrl(), '--db', ctx.db.databaseName, '--collection', ctx.name]
+
+  it('watch redraws the list live: a lock taken appears, a lock freed disappears; q quits and restores the terminal', async () => {
+    const locker = manager()
+    await locker.ready
+    term = terminal(['watch', '--interval', '0.3', ...where()])
+    const shows = async (pattern, ms = 10_000) => {
+      const found = await eventually(() => pattern.test(term.screen()), ms)
+      expect(found, `${pattern} on screen:\n${term.screen()}`).toBe(true)
+    }
+    await shows(/No locks\./)
+    expect(term.screen()).toContain(`${ctx.db.databaseName}.${ctx.name} on `)
+    expect(term.mode()).toEqual({ alternate: true, cursor: false })
+
+    const lock = await locker.lock('watched-key')
+    await shows(/^watched-key +\S/m)
+    expect(term.screen()).toMatch(/^1 lock  server time /m)
+    await lock.free()
+    await shows(/No locks\./)
+    expect(term.screen()).not.toContain('watched-key')
+
+    term.keys('q')
+    expect(await eventually(() => term.exitCode() !== null, 5000)).toBe(true)
+    expect(term.exitCode()).toBe(0)
+    expect(term.mode()).toEqual({ alternate: false, cursor: true })
+    expect(term.screen()).not.toContain('No locks.')
+  })
+
+  it('watch quits on Ctrl-C too', async () => {
+    term = terminal(['watch', ...where()])
+    expect(await eventually(() => term.screen().includes('q: quit'), 10_000)).toBe(true)
+    term.keys('C-c')
+    expect(await eventually(() => term.exitCode() !== null, 5000)).toBe(true)
+    expect(term.exitCode()).toBe(0)
+    expect(term.mode()).toEqual({ alternate: false, cursor: true })
+  })
+
+  it('unlock --force asks first: y deletes', async () => {
+    const lock = await manager().lock('payment-991')
+    const doc = await ctx.collection.findOne({})
+    term = terminal(['unlock', 'payment-991', '--force', ...where()])
+    const question = `Delete the lock on payment-991 held by ${holderText(doc.holder)}? [y/N]`
+    expect(await eventually(() => term.screen().includes(question), 10_000), term.screen()).toBe(true)
+    expect(await ctx.collection.countDocuments()).toBe(1) // nothing before the answer
+    term.keys('y', 'Enter')
+    expect(await eventually(() => term.exitCode() !== null, 10_000)).toBe(true)
+    expect(term.exitCode()).toBe(0)
+    expect(term.screen()).toContain(`deleted lock key="payment-991" _id=${lock.id} `)
+    expect(await ctx.collection.countDocuments()).toBe(0)
+  })
+
+  it('unlock --force asks first: anything but y keeps the lock, exit 2', async () => {
+    await manager().lock('payment-991')
+    term = terminal(['unlock', 'payment-991', '--force', ...where()])
+    expect(await eventually(() => term.screen().includes('[y/N]'), 10_000), term.screen()).toBe(true)
+    term.keys('Enter')
+    expect(await eventually(() => term.exitCode() !== null, 10_000)).toBe(true)
+    expect(term.exitCode()).toBe(2)
+    expect(term.screen()).toContain('mongo-locks-native: not deleted: the lock on payment-991 is still held')
+    expect(await ctx.collection.countDocuments()).toBe(1)
+  })
+})
