@@ -59,7 +59,8 @@ export async function openLibrary(library, { url, collectionName, oursOptions, m
 
 async function openOurs({ collection, oursOptions, dropAndClose }) {
   const { LockManager } = await loadAddon()
-  const locker = oursOptions ? new LockManager(collection, oursOptions) : new LockManager(collection)
+  // Quiet, as stock is: console logging is not what is measured.
+  const locker = new LockManager(collection, { logger: false, ...oursOptions })
   return {
     library: 'ours',
     notes: [],
