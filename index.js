@@ -335,9 +335,13 @@ Object.defineProperties(NativeLock.prototype, {
 // file lazily, so either can be loaded first).
 const { plugin: hapiPlugin } = require('./hapi.js')
 
+/** The content type of `locker.metrics()`'s text, for an HTTP response. */
+const METRICS_CONTENT_TYPE = metrics.CONTENT_TYPE
+
+// Shorthand or `name: identifier` only: Node's CommonJS lexer, which gives ESM
+// importers their named exports, stops at anything else.
 module.exports = {
-  /** The content type of `locker.metrics()`'s text, for an HTTP response. */
-  METRICS_CONTENT_TYPE: metrics.CONTENT_TYPE,
+  METRICS_CONTENT_TYPE,
   LockManager,
   Lock: NativeLock,
   NativeLock,

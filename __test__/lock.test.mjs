@@ -21,7 +21,8 @@ describe('LockManager.lock', () => {
     const docs = await t.ctx.collection.find().toArray()
     expect(docs).toHaveLength(1)
     const [doc] = docs
-    expect(Object.keys(doc)).toEqual(['_id', 'action', 'createdAt', 'refreshedAt', 'expiresAt'])
+    // mongo-locks' fields, plus who holds it (extra fields mongo-locks ignores).
+    expect(Object.keys(doc)).toEqual(['_id', 'action', 'createdAt', 'refreshedAt', 'expiresAt', 'holder'])
     expect(doc._id.toHexString()).toBe(lock.id)
     expect(doc.action).toBe('bank-details-42')
     expect(doc.createdAt.getTime()).toBeGreaterThanOrEqual(before - 1000)
