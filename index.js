@@ -8,7 +8,9 @@
 // Everything else is in Rust.
 
 const os = require('node:os')
-const native = require('./binding.js')
+// binding.js (napi-rs's loader) through native-loader.js, which says clearly
+// what it looked for when no binary matches this platform.
+const native = require('./native-loader.js')
 const { driverShape, clientOf, settingsOf, checkManagerTls } = require('./client-settings.js')
 const metrics = require('./metrics.js')
 

@@ -1,9 +1,13 @@
-// The package as npm publishes it: `npm pack`, install the tarball into a
-// fresh project outside the repo (no Rust there, the prebuilt addon is in the
-// tarball), then use it by name from there, in both module systems.
-import { readFileSync, describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from 'vitest'
+// The package as npm publishes it, the napi-rs way: `npm pack` of the main
+// package (no binary in it) and of this machine's platform package
+// (npm/linux-x64-gnu/ with the addon `npm test` just built, as `napi
+// artifacts` fills it in), both installed into a fresh project outside the
+// repo (no Rust there), then used by name from there, in both module systems.
+// registry-install.test.mjs installs the release binaries of all four Linux
+// platforms from a registry, through npm's own platform selection.
+import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from 'vitest'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readdirSync, readFileSync, existsSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { root, runNode, node24, freshCollection, mongoUrl } from './support.mjs'
@@ -27,9 +31,13 @@ const EXPECTED_FILES = [
   'index.d.ts',
   'index.js',
   'metrics.js',
-  'mongo-locks-native.linux-x64-gnu.node',
+  'native-loader.js',
   'package.json',
 ]
+// The platform package of this machine: the addon and nothing else.
+const PLATFORM = 'linux-x64-gnu'
+const BINARY = `mongo-locks-native.${PLATFORM}.node`
+const EXPECTED_PLATFORM_FILES = ['README.md', BINARY, 'package.json']
 
 const NAMES = ['LockManager', 'Lock', 'MongoLocksError', 'acquireLock', 'requireLock']
 const CJS_CHECK = `
@@ -40,6 +48,7 @@ console.log(JSON.stringify({
   path: require.resolve('mongo-locks-native'),
   exports: ${JSON.stringify(NAMES)}.map((n) => typeof m[n]),
   plugin: [plugin.name, plugin.version === pkg.version, typeof plugin.register],
+  binary: process.report.getReport().sharedObjects.filter((f) => f.endsWith('.node')),
 }))
 `
 const ESM_CHECK = `
@@ -86,20 +95,26 @@ const TS_CONFIG = {
 }
 
 describe('npm package', () => {
-  let tmp, tarball, packed, project
+  let tmp, tarball, packed, platformPacked, platformTarball, project
 
   beforeAll(() => {
     tmp = mkdtempSync(path.join(os.tmpdir(), 'mongo-locks-native-pack-'))
     const [info] = JSON.parse(npm(['pack', '--json', '--pack-destination', tmp], root))
     packed = info
     tarball = path.join(tmp, info.filename)
+    const platformDir = path.join(tmp, PLATFORM)
+    mkdirSync(platformDir)
+    for (const f of ['package.json', 'README.md']) copyFileSync(path.join(root, 'npm', PLATFORM, f), path.join(platformDir, f))
+    copyFileSync(path.join(root, BINARY), path.join(platformDir, BINARY))
+    ;[platformPacked] = JSON.parse(npm(['pack', '--json', '--pack-destination', tmp], platformDir))
+    platformTarball = path.join(tmp, platformPacked.filename)
     project = path.join(tmp, 'app')
     mkdirSync(project)
     npm(['init', '-y'], project)
     // An application has its own `mongodb` (our peer dependency, as it is
     // mongo-locks'): the version this repository tests with.
     const { version } = JSON.parse(readFileSync(path.join(root, 'node_modules', 'mongodb', 'package.json'), 'utf8'))
-    npm(['install', `mongodb@${version}`, tarball, '--no-audit', '--no-fund', '--prefer-offline'], project)
+    npm(['install', `mongodb@${version}`, tarball, platformTarball, '--no-audit', '--no-fund', '--prefer-offline'], project)
     writeFileSync(path.join(project, 'check.cjs'), CJS_CHECK)
     writeFileSync(path.join(project, 'check.mjs'), ESM_CHECK)
     writeFileSync(path.join(project, 'lock.cjs'), LOCK_CHECK)
@@ -111,17 +126,20 @@ describe('npm package', () => {
     if (tmp) rmSync(tmp, { recursive: true, force: true })
   })
 
-  it('contains exactly the runtime files', () => {
+  it('contains exactly the runtime files, and the platform package only the addon', () => {
     expect(packed.name).toBe('mongo-locks-native')
     expect(packed.files.map((f) => f.path).sort()).toEqual(EXPECTED_FILES)
+    expect(platformPacked.name).toBe(`mongo-locks-native-${PLATFORM}`)
+    expect(platformPacked.version).toBe(packed.version)
+    expect(platformPacked.files.map((f) => f.path).sort()).toEqual(EXPECTED_PLATFORM_FILES)
   })
 
   it('installs outside the repo with no Rust build', () => {
     expect(path.relative(root, project).startsWith('..')).toBe(true)
-    const installed = readdirSync(path.join(project, 'node_modules', 'mongo-locks-native')).sort()
-    expect(installed).toEqual([...new Set(EXPECTED_FILES.map((f) => f.split('/')[0]))]) // top level: bin/ is one entry
-    // and npm linked the command-line tool
-    expect(existsSync(path.join(project, 'node_modules', '.bin', 'mongo-locks-native'))).toBe(true)
+    const dir = path.join(project, 'node_modules', 'mongo-locks-native')
+    const installed = readdirSync(dir, { recursive: true }).filter((f) => statSync(path.join(dir, f)).isFile()).sort()
+    expect(installed).toEqual(EXPECTED_FILES)
+    expect(readdirSync(path.join(project, 'node_modules', `mongo-locks-native-${PLATFORM}`)).sort()).toEqual(EXPECTED_PLATFORM_FILES)
   })
 
   for (const [label, node] of [['this Node', process.execPath], ['Node 24', node24]]) {
@@ -132,6 +150,8 @@ describe('npm package', () => {
       expect(seen.path).toBe(path.join(project, 'node_modules', 'mongo-locks-native', 'index.js'))
       expect(seen.exports).toEqual(NAMES.map(() => 'function'))
       expect(seen.plugin).toEqual(['mongo-locks-native', true, 'function'])
+      // The addon comes from the platform package npm installed beside it.
+      expect(seen.binary).toEqual([path.join(project, 'node_modules', `mongo-locks-native-${PLATFORM}`, BINARY)])
     })
 
     it(`loads with import on ${label}, from the installed copy`, async () => {
