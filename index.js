@@ -13,6 +13,7 @@ const os = require('node:os')
 const native = require('./native-loader.js')
 const { driverShape, clientOf, settingsOf, checkManagerTls } = require('./client-settings.js')
 const metrics = require('./metrics.js')
+const { Semaphore, ReadWriteLock, Election } = require('./primitives.js')
 
 /** A server or driver failure; `code` is the server's error code where there is one. */
 class MongoLocksError extends Error {
@@ -130,6 +131,8 @@ const readyOf = new WeakMap()
 
 const nativeLock = NativeLockManager.prototype.lock
 const nativeLockAll = NativeLockManager.prototype.lockAll
+const nativeAcquirePermit = NativeLockManager.prototype.acquirePermit
+const nativeAcquireRw = NativeLockManager.prototype.acquireRw
 const nativeConnect = NativeLockManager.connect
 const nativeInspect = NativeLockManager.prototype.inspect
 /** The connection string of a driver-shaped collection's client, if readable. */
@@ -184,6 +187,26 @@ class LockManager extends NativeLockManager {
       if (locks) for (const lock of locks) managerOf.set(lock, this)
       return locks
     })
+  }
+
+  /** A semaphore: at most `options.limit` holders of `key` across every process. */
+  semaphore(key, options) {
+    return new Semaphore((...args) => nativeAcquirePermit.call(this, ...args).then((lock) => this.#adopt(lock)), key, options)
+  }
+
+  /** A read/write lock on `key`: many readers or one writer. */
+  readWriteLock(key, options) {
+    return new ReadWriteLock((...args) => nativeAcquireRw.call(this, ...args).then((lock) => this.#adopt(lock)), key, options)
+  }
+
+  /** Campaigns for leadership of `key` until stopped (see Election). */
+  elect(key, options) {
+    return new Election(this, key, options)
+  }
+
+  #adopt(lock) {
+    if (lock) managerOf.set(lock, this)
+    return lock
   }
 
   /** Who holds `key` now (see the Rust doc of `inspect`), with `createdAt`, `refreshedAt` and `expiresAt` as Dates. */
@@ -349,6 +372,9 @@ module.exports = {
   NativeLock,
   MongoLocksError,
   LockLostError,
+  Semaphore,
+  ReadWriteLock,
+  Election,
   acquireLock,
   requireLock,
   hapiPlugin,

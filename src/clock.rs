@@ -148,6 +148,12 @@ impl ServerNow {
     DateTime::from_millis(self.estimate_ms.saturating_sub(self.uncertainty.as_millis() as i64))
   }
 
+  /// The latest the server's time can be: `minHoldMs` counts from here, so
+  /// the key stays taken at least that long in the server's time.
+  pub fn latest(&self) -> DateTime {
+    DateTime::from_millis(self.estimate_ms.saturating_add(self.uncertainty.as_millis() as i64))
+  }
+
   /// When a holder that wrote `estimate + ttl` at this instant must stop
   /// believing it holds the lock: a ttl later, less its own uncertainty,
   /// the taker's share (taken to be as large), and the fixed margin.

@@ -188,11 +188,14 @@ pub struct LockRequest {
   pub max_hold: Option<Duration>,
   /// Hand out a fencing token with the lock.
   pub fencing: bool,
+  /// Keep the key taken at least this long after acquisition, even if
+  /// freed sooner (ShedLock's "lock at least for").
+  pub min_hold: Option<Duration>,
 }
 
 /// The options `lock(key, options)` takes; `signal` and `onLost` are JS
 /// objects, read by the manager.
-pub const LOCK_OPTIONS: &[&str] = &["waitMs", "signal", "onLost", "maxHoldMs", "fencing"];
+pub const LOCK_OPTIONS: &[&str] = &["waitMs", "signal", "onLost", "maxHoldMs", "fencing", "minHoldMs"];
 
 /// Reads the plain-value options of `lock(key, options)`.
 pub fn read_lock_options(value: Option<&Unknown>) -> LockResult<LockRequest> {
@@ -202,6 +205,7 @@ pub fn read_lock_options(value: Option<&Unknown>) -> LockResult<LockRequest> {
       // 0 is allowed for waitMs: one attempt, like no waitMs.
       "waitMs" => out.wait = Some(Duration::from_millis(ms_option(name, item, 0)?)),
       "maxHoldMs" => out.max_hold = Some(Duration::from_millis(ms_option(name, item, 1)?)),
+      "minHoldMs" => out.min_hold = Some(Duration::from_millis(ms_option(name, item, 1)?)),
       "fencing" => {
         if item.get_type().ok() != Some(ValueType::Boolean) {
           return Err(LockError::invalid(format!(

@@ -20,6 +20,8 @@ use crate::key::key_text;
 use crate::lock::LockState;
 use crate::logging::LogRoute;
 use crate::refresh;
+use crate::rwlock::RwLock;
+use crate::semaphore::Semaphore;
 use crate::signals::{notify_lost, Cancel, LostSink};
 use crate::stats::{Stats, Waiting};
 use crate::store::{Store, BATCH};
@@ -35,13 +37,56 @@ pub enum Loss {
 }
 
 /// What one attempt at a key came to.
-enum Attempt {
+pub enum Attempt {
   Acquired(Arc<LockState>),
   /// Someone else holds it.
   Held,
   /// We got the document, but so late (a slow server) that its time was
   /// already up: it was removed again, and this is why.
   TooLate(LockError),
+}
+
+/// What one `acquire` is after. Every primitive is made of the same lock
+/// documents, taken by `try_once`: a mutex is one document, a semaphore
+/// permit one of its slot documents, a read/write lock a writer document
+/// and reader slots (see `semaphore` and `rwlock`).
+pub enum Claim {
+  /// `lock(key)`: the document of `action`.
+  Mutex(Bson),
+  /// A permit of a semaphore.
+  Permit(Semaphore),
+  /// `read()` of a read/write lock.
+  Read(RwLock),
+  /// `write()` of a read/write lock; `staged` is its writer document while
+  /// it waits for the readers to leave.
+  Write { lock: RwLock, staged: Option<Arc<LockState>> },
+}
+
+impl Claim {
+  /// The key local waiters of this claim wait on, woken when a local
+  /// holder of the same key frees it.
+  fn wake_key(&self) -> String {
+    match self {
+      Claim::Mutex(action) => action.to_string(),
+      Claim::Permit(semaphore) => semaphore.wake.clone(),
+      Claim::Read(lock) | Claim::Write { lock, .. } => lock.wake_key().to_string(),
+    }
+  }
+
+  async fn attempt(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
+    match self {
+      Claim::Mutex(action) => core.try_once(store, action, key, req).await,
+      Claim::Permit(semaphore) => semaphore.attempt(core, store, key, req).await,
+      Claim::Read(lock) => lock.read_attempt(core, store, key, req).await,
+      Claim::Write { lock, staged } => lock.write_attempt(core, store, key, req, staged).await,
+    }
+  }
+
+  async fn give_up(&mut self, core: &Arc<Core>) {
+    if let Claim::Write { staged: Some(writer), .. } = self {
+      let _ = core.release(writer).await;
+    }
+  }
 }
 
 pub struct Core {
@@ -127,7 +172,7 @@ impl Core {
   }
 
   /// The server's time now, with its uncertainty.
-  fn server_now(&self) -> LockResult<ServerNow> {
+  pub(crate) fn server_now(&self) -> LockResult<ServerNow> {
     self.clock.now().ok_or_else(|| LockError::Server {
       message: "mongo-locks-native: the server's clock has not been read yet".into(),
       code: None,
@@ -143,6 +188,31 @@ impl Core {
     req: LockRequest,
     cancel: Option<Arc<Cancel>>,
   ) -> LockResult<Option<Arc<LockState>>> {
+    self.acquire_claim(Claim::Mutex(action), req, cancel).await
+  }
+
+  /// Waits for `claim` like `acquire` waits for a key. A claim that held
+  /// something between attempts (a writer waiting for readers) gives it
+  /// back when the wait ends without the lock.
+  pub async fn acquire_claim(
+    self: &Arc<Self>,
+    mut claim: Claim,
+    req: LockRequest,
+    cancel: Option<Arc<Cancel>>,
+  ) -> LockResult<Option<Arc<LockState>>> {
+    let res = self.wait_for(&mut claim, req, cancel).await;
+    if !matches!(res, Ok(Some(_))) {
+      claim.give_up(self).await;
+    }
+    res
+  }
+
+  async fn wait_for(
+    self: &Arc<Self>,
+    claim: &mut Claim,
+    req: LockRequest,
+    cancel: Option<Arc<Cancel>>,
+  ) -> LockResult<Option<Arc<LockState>>> {
     let cancelled = || async {
       match &cancel {
         Some(c) => c.cancelled().await,
@@ -154,7 +224,7 @@ impl Core {
       store = self.store() => store?,
       _ = cancelled() => return Err(LockError::Aborted),
     };
-    let key = action.to_string();
+    let key = claim.wake_key();
     let started = Mono::now();
     let deadline = req.wait.filter(|w| !w.is_zero()).map(|w| Instant::now() + w);
     let ticket = deadline.map(|_| self.waiters.enter(key.clone()));
@@ -169,7 +239,7 @@ impl Core {
       if self.is_closed() {
         return Err(LockError::Closed); // close() ran while we waited
       }
-      let late = match self.try_once(store, &action, &key, &req).await? {
+      let late = match claim.attempt(self, store, &key, &req).await? {
         Attempt::Acquired(state) => {
           self.stats.acquire.observe(Mono::now().since(started));
           return Ok(Some(state));
@@ -200,7 +270,13 @@ impl Core {
   /// One attempt: insert; if held, take it over only if it certainly
   /// expired (conditional delete, then insert again); with fencing, take a
   /// token. The lock is handed out only if its deadline is still ahead.
-  async fn try_once(self: &Arc<Self>, store: &Store, action: &Bson, key: &str, req: &LockRequest) -> LockResult<Attempt> {
+  pub(crate) async fn try_once(
+    self: &Arc<Self>,
+    store: &Store,
+    action: &Bson,
+    key: &str,
+    req: &LockRequest,
+  ) -> LockResult<Attempt> {
     let _flight = self.flights.enter();
     let id = ObjectId::new();
     let mut now = self.server_now()?;
@@ -241,6 +317,7 @@ impl Core {
       fencing_token,
       deadline,
       req.max_hold.map(|m| now.at.plus(m)),
+      req.min_hold.map(|m| crate::clock::after(now.latest(), m)),
     ));
     self.held.lock().unwrap().insert(id, state.clone());
     if self.is_closed() {
@@ -356,6 +433,14 @@ impl Core {
     if state.nothing_to_delete() || self.is_closed() {
       return Ok(false);
     }
+    if let Some(until) = self.min_hold_left(state) {
+      // `minHoldMs`: freed early, the key stays taken until `until` (the
+      // document expires then, and takers remove it only after that).
+      let kept = self.store().await?.expire_at(state.id, until).await?;
+      state.set_nothing_to_delete();
+      tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed, kept until its minHoldMs");
+      return Ok(kept && was_held && !state.is_lost());
+    }
     let deleted = self.store().await?.delete(&[state.id]).await?;
     state.set_nothing_to_delete();
     if deleted == 1 {
@@ -365,6 +450,14 @@ impl Core {
       tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed");
     }
     Ok(deleted == 1 && !state.is_lost())
+  }
+
+  /// The end of `state`'s `minHoldMs`, if it is still ahead in the
+  /// server's time.
+  fn min_hold_left(&self, state: &LockState) -> Option<mongodb::bson::DateTime> {
+    let until = state.min_hold_until?;
+    let now = self.clock.now()?;
+    (now.earliest() < until).then_some(until)
   }
 
   /// `lock.locked = false`: stops refreshing `state` and forgets it, leaving

@@ -29,6 +29,8 @@ mod lock;
 mod logging;
 mod manager;
 mod refresh;
+mod rwlock;
+mod semaphore;
 mod signals;
 mod stats;
 mod store;

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use mongodb::bson::{oid::ObjectId, Bson};
+use mongodb::bson::{oid::ObjectId, Bson, DateTime};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -25,6 +25,9 @@ pub struct LockState {
   pub acquired_at: Mono,
   /// With `maxHoldMs`: after this, the lock is no longer refreshed.
   hold_until: Option<Mono>,
+  /// With `minHoldMs`: the server time until which the key stays taken,
+  /// even if freed sooner.
+  pub min_hold_until: Option<DateTime>,
   /// When this process stops believing it holds the lock (see
   /// `ServerNow::holder_deadline`), as `Mono` nanoseconds. Only moves later.
   deadline: AtomicU64,
@@ -47,6 +50,7 @@ impl LockState {
     fencing_token: Option<i64>,
     deadline: Mono,
     hold_until: Option<Mono>,
+    min_hold_until: Option<DateTime>,
   ) -> Self {
     LockState {
       id,
@@ -55,6 +59,7 @@ impl LockState {
       fencing_token,
       acquired_at: Mono::now(),
       hold_until,
+      min_hold_until,
       deadline: AtomicU64::new(deadline.as_nanos()),
       locked: AtomicBool::new(true),
       lost: AtomicBool::new(false),

@@ -15,7 +15,9 @@ use crate::config::{
   CONSTRUCTOR_OPTIONS, DEFAULT_COLLECTION,
 };
 use crate::connection::{ClientSettings, EffectiveSettings};
-use crate::core::Core;
+use crate::core::{Claim, Core};
+use crate::rwlock::RwLock;
+use crate::semaphore::{Semaphore, MAX_LIMIT};
 use crate::errors::{rejected, to_napi, LockError, LockResult};
 use crate::key::action_from_js;
 use crate::lock::{Holder, LockState, NativeLock};
@@ -150,6 +152,62 @@ impl LockManager {
       action_from_js(&key),
       options.as_ref(),
       |core, action, req, cancel| async move { core.acquire(action, req, cancel).await },
+      |state, make_lock| state.map(make_lock).transpose(),
+    )
+  }
+
+  /// Takes a permit of the semaphore `key`: at most `limit` holders of it
+  /// across every process. Resolves to a `Lock` (the permit), or `null`
+  /// when all permits are held (after `options.waitMs`). Used by
+  /// `locker.semaphore(key, { limit }).acquire(options)`.
+  #[napi(skip_typescript)]
+  pub fn acquire_permit<'env>(
+    &self,
+    env: &'env Env,
+    key: Unknown,
+    limit: f64,
+    options: Option<Unknown>,
+  ) -> Result<PromiseRaw<'env, Settled<'env, Option<NativeLock>>>> {
+    let input = count("limit", limit).and_then(|limit| Ok((action_from_js(&key)?, limit)));
+    self.run_call(
+      env,
+      input,
+      options.as_ref(),
+      |core, (action, limit), req, cancel| async move {
+        shared("a semaphore permit", &req)?;
+        core.acquire_claim(Claim::Permit(Semaphore::new(&action, limit)), req, cancel).await
+      },
+      |state, make_lock| state.map(make_lock).transpose(),
+    )
+  }
+
+  /// Takes the read side (`write: false`: one of many readers, while no
+  /// writer holds or waits) or the write side (`write: true`: alone) of the
+  /// read/write lock `key`. Used by `locker.readWriteLock(key)`.
+  #[napi(skip_typescript)]
+  pub fn acquire_rw<'env>(
+    &self,
+    env: &'env Env,
+    key: Unknown,
+    max_readers: f64,
+    write: bool,
+    options: Option<Unknown>,
+  ) -> Result<PromiseRaw<'env, Settled<'env, Option<NativeLock>>>> {
+    let input = count("maxReaders", max_readers).and_then(|max| Ok((action_from_js(&key)?, max)));
+    self.run_call(
+      env,
+      input,
+      options.as_ref(),
+      move |core, (action, max_readers), req, cancel| async move {
+        let lock = RwLock::new(&action, max_readers);
+        let claim = if write {
+          Claim::Write { lock, staged: None }
+        } else {
+          shared("a read lock", &req)?;
+          Claim::Read(lock)
+        };
+        core.acquire_claim(claim, req, cancel).await
+      },
       |state, make_lock| state.map(make_lock).transpose(),
     )
   }
@@ -344,6 +402,28 @@ impl LockManager {
       },
     )
   }
+}
+
+/// A number of holders: a whole number from 1 to `MAX_LIMIT`.
+fn count(name: &str, n: f64) -> LockResult<u32> {
+  if n.is_finite() && n.fract() == 0.0 && (1.0..=MAX_LIMIT as f64).contains(&n) {
+    Ok(n as u32)
+  } else {
+    Err(LockError::invalid(format!(
+      "mongo-locks-native: {name} must be a whole number from 1 to {MAX_LIMIT}, got {n}"
+    )))
+  }
+}
+
+/// Fencing orders the holders of an exclusive lock; a lock shared by
+/// several holders at once has no such order, so it is refused.
+fn shared(what: &str, req: &LockRequest) -> LockResult<()> {
+  if req.fencing {
+    return Err(LockError::invalid(format!(
+      "mongo-locks-native: options.fencing is for exclusive locks (lock(), write()); {what} is shared, so tokens would not order its holders"
+    )));
+  }
+  Ok(())
 }
 
 /// What index.js knows of this process for `holder` (the manager id is ours).

@@ -247,6 +247,31 @@ impl Store {
     self.bounded("reading a lock", read).await
   }
 
+  /// The lock documents among `actions` (read on the primary): each one's
+  /// `action` and `expiresAt`. What a semaphore reads to see its free slots.
+  pub async fn occupied(&self, actions: &[Bson]) -> LockResult<Vec<(Bson, Option<DateTime>)>> {
+    let filter = doc! { "action": { "$in": actions.to_vec() } };
+    let read = async {
+      let cursor = retry_once(|| self.locks.find(filter.clone()).projection(doc! { "action": 1, "expiresAt": 1 })).await?;
+      cursor.try_collect::<Vec<Document>>().await
+    };
+    let docs = self.bounded("reading a semaphore's permits", read).await?;
+    Ok(docs
+      .into_iter()
+      .filter_map(|mut d| Some((d.remove("action")?, d.get_datetime("expiresAt").ok().copied())))
+      .collect())
+  }
+
+  /// Sets the expiry of lock `id` to `at` and leaves it there (`minHoldMs`:
+  /// the key stays taken until then); `false` if the document is gone.
+  pub async fn expire_at(&self, id: ObjectId, at: DateTime) -> LockResult<bool> {
+    let update = doc! { "$set": { "expiresAt": at } };
+    let res = self
+      .bounded("keeping a lock until its minHoldMs", retry_once(|| self.locks.update_one(doc! { "_id": id }, update.clone())))
+      .await?;
+    Ok(res.matched_count == 1)
+  }
+
   /// Which of `ids` still have a document (read on the primary).
   pub async fn existing(&self, ids: &[ObjectId]) -> LockResult<HashSet<ObjectId>> {
     let read = async {
