@@ -129,7 +129,6 @@ function checkManagerTls(value) {
 const AUTH_REFUSED = {
   'MONGODB-OIDC': 'MONGODB-OIDC (its callbacks run in JavaScript, and this build has no OIDC)',
   GSSAPI: 'GSSAPI (Kerberos is not in this build)',
-  'MONGODB-AWS': 'MONGODB-AWS (not in this build yet)',
 }
 
 /** The credentials of the client's parsed options, checked. */

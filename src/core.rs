@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::clock::{Mono, ServerClock, ServerNow};
 use crate::config::{Config, LockRequest};
+use crate::connection::EffectiveSettings;
 use crate::errors::{LockError, LockResult};
 use crate::key::key_text;
 use crate::lock::LockState;
@@ -105,6 +106,9 @@ pub struct Core {
   waiters: Waiters,
   lost: Option<Arc<LostSink>>,
   route: LogRoute,
+  /// What the last connection attempt tried (`locker.settings` while it
+  /// cannot connect: the first thing to look at then).
+  tried: Mutex<Option<EffectiveSettings>>,
 }
 
 impl Core {
@@ -124,6 +128,7 @@ impl Core {
       waiters: Waiters::default(),
       lost,
       route,
+      tried: Mutex::new(None),
     });
     refresh::spawn(Arc::downgrade(&core), stopped, span);
     core
@@ -152,7 +157,12 @@ impl Core {
       return Err(LockError::Closed);
     }
     let _flight = self.flights.enter();
-    self.store.get_or_try_init(|| Store::connect(&self.config, &self.clock)).await
+    self.store.get_or_try_init(|| Store::connect(&self.config, &self.clock, &self.tried)).await
+  }
+
+  /// The settings of the last connection attempt, before it succeeded.
+  pub fn tried_settings(&self) -> Option<EffectiveSettings> {
+    self.tried.lock().unwrap().clone()
   }
 
   pub fn connected(&self) -> Option<&Store> {

@@ -289,10 +289,11 @@ impl LockManager {
   /// The connection as this manager's own client makes it, without secrets
   /// (hosts, credentials' user and mechanism, TLS and where its CAs come
   /// from, retryWrites, pool bounds, timeouts…); `null` before the first
-  /// connection. Lock operations always read from the primary.
+  /// connection attempt (a failed attempt shows what it tried). Lock
+  /// operations always read from the primary.
   #[napi(getter)]
   pub fn settings(&self) -> Option<EffectiveSettings> {
-    self.core.connected().map(|s| s.settings.clone())
+    self.core.connected().map(|s| s.settings.clone()).or_else(|| self.core.tried_settings())
   }
 
   /// Who holds the lock on `key` now, as its document says: the holder

@@ -64,7 +64,11 @@ pub struct Hello {
 impl Store {
   /// Builds a client, reads the server's clock and topology, and makes sure
   /// the indexes exist.
-  pub async fn connect(config: &Config, clock: &ServerClock) -> LockResult<Store> {
+  pub async fn connect(
+    config: &Config,
+    clock: &ServerClock,
+    tried: &std::sync::Mutex<Option<EffectiveSettings>>,
+  ) -> LockResult<Store> {
     let mut options = ClientOptions::parse(&config.uri).await.map_err(|e| match e.kind.as_ref() {
       ErrorKind::InvalidArgument { message, .. } => LockError::invalid(format!(
         "mongo-locks-native: malformed MongoDB connection string {:?}: {message}",
@@ -83,6 +87,7 @@ impl Store {
     options.max_idle_time.get_or_insert(DEFAULT_MAX_IDLE);
     options.app_name.get_or_insert_with(|| "mongo-locks-native".to_string());
     let settings = connection::describe(&options, config.client.as_ref().and_then(|c| c.ca_source.as_deref()));
+    *tried.lock().unwrap() = Some(settings.clone());
     let client = Client::with_options(options).map_err(|e| LockError::server("creating the client", &e))?;
     let timeout = config.operation_timeout;
     let max_half_rtt = (config.ttl / 8).min(Duration::from_millis(2500));
