@@ -1,11 +1,16 @@
 // Types of `mongo-locks-native/hapi` (hand-written; hapi.js is the plugin).
 import type { NamedPlugin } from '@hapi/hapi'
-import type { LockManager, LockManagerOptions, MongoCollectionLike } from './index.js'
+import type { LockManager, LockManagerOptions, MongoCollectionLike, ScheduleOptions, ScheduledJob } from './index.js'
 
 /** The LockManager options the plugin passes through (it supplies `logger` itself). */
 export type MongoLocksPluginLockerOptions = Pick<LockManagerOptions, 'ttlMs' | 'refreshMs' | 'serverSelectionTimeoutMs' | 'operationTimeoutMs' | 'writeConcern'> & {
   /** Serve `locker.metrics()` (Prometheus text) at this path, e.g. `'/metrics'`. */
   metricsPath?: string
+  /**
+   * Jobs started with the server on every instance and run by one of them per
+   * interval (`locker.schedule()`), stopped before the server stops; `server.jobs` has them by name.
+   */
+  jobs?: Record<string, ScheduleOptions & { run: (signal: AbortSignal) => unknown }>
 }
 
 /** The plugin connects on its own: `LockManager.connect(mongoUrl, …)`. */
@@ -31,6 +36,7 @@ export type MongoLocksPluginOptions = MongoLocksPluginUrlOptions | MongoLocksPlu
 /** What the plugin adds to the server (also declared on `Server` and `Request` below). */
 export interface MongoLocksDecorations {
   locker: LockManager
+  jobs: Record<string, ScheduledJob>
 }
 
 /**
@@ -47,6 +53,8 @@ declare module '@hapi/hapi' {
   interface Server {
     /** The lock manager of `mongo-locks-native/hapi`. */
     locker: LockManager
+    /** The plugin's `jobs`, by name. */
+    jobs: Record<string, ScheduledJob>
   }
   interface Request {
     /** The same lock manager as `server.locker`. */

@@ -13,7 +13,7 @@ const library = () => require('./index.js')
 
 /** Plugin options passed straight to the LockManager (it checks their values). */
 const LOCKER_OPTIONS = ['ttlMs', 'refreshMs', 'serverSelectionTimeoutMs', 'operationTimeoutMs', 'writeConcern']
-const KNOWN_OPTIONS = ['mongoUrl', 'databaseName', 'collection', 'metricsPath', ...LOCKER_OPTIONS]
+const KNOWN_OPTIONS = ['mongoUrl', 'databaseName', 'collection', 'metricsPath', 'jobs', ...LOCKER_OPTIONS]
 const LEVELS = ['debug', 'info', 'warn', 'error']
 
 function describe(value) {
@@ -55,6 +55,7 @@ function readOptions(options) {
   if (metricsPath !== undefined && !(typeof metricsPath === 'string' && metricsPath.startsWith('/'))) {
     fail(`options.metricsPath must be a route path starting with "/" (e.g. "/metrics"); got ${describe(metricsPath)}`)
   }
+  const jobs = readJobs(options.jobs)
   const lockerOptions = {}
   for (const key of LOCKER_OPTIONS) if (options[key] !== undefined) lockerOptions[key] = options[key]
 
@@ -69,7 +70,7 @@ function readOptions(options) {
     if (databaseName !== undefined) {
       fail(`options.databaseName is only used with mongoUrl; the collection ${JSON.stringify(collection.collectionName)} already belongs to database ${JSON.stringify(collection.dbName)}`)
     }
-    return { collection, lockerOptions, metricsPath }
+    return { collection, lockerOptions, metricsPath, jobs }
   }
 
   if (!isNonEmptyString(mongoUrl)) {
@@ -84,7 +85,22 @@ function readOptions(options) {
   if (collection !== undefined && !isNonEmptyString(collection)) {
     fail(`options.collection must be a non-empty collection name when mongoUrl is given (default 'mongo-locks'); got ${describe(collection)}`)
   }
-  return { mongoUrl, databaseName, collectionName: collection, lockerOptions, metricsPath }
+  return { mongoUrl, databaseName, collectionName: collection, lockerOptions, metricsPath, jobs }
+}
+
+/** `options.jobs`: `{ [name]: { everyMs, minHoldMs?, run(signal) } }`, checked (ScheduledJob checks the numbers). */
+function readJobs(jobs) {
+  if (jobs === undefined) return []
+  if (typeof jobs !== 'object' || jobs === null || Array.isArray(jobs)) {
+    fail(`options.jobs must be an object { [name]: { everyMs, minHoldMs, run } }; got ${describe(jobs)}`)
+  }
+  return Object.entries(jobs).map(([name, job]) => {
+    if (typeof job !== 'object' || job === null || typeof job.run !== 'function') {
+      fail(`options.jobs[${JSON.stringify(name)}] must be { everyMs, run(signal) } with run a function; got ${describe(job)}`)
+    }
+    const { run, ...schedule } = job
+    return { name, schedule, run }
+  })
 }
 
 /**
@@ -128,6 +144,19 @@ async function register(server, options) {
   try {
     server.decorate('server', 'locker', locker)
     server.decorate('request', 'locker', () => locker, { apply: true })
+    // Jobs run while the server runs: started on every instance, done by
+    // one of them per interval (see ScheduledJob), stopped before the locker
+    // closes. server.jobs has them by name once started.
+    const { ScheduledJob } = library()
+    const jobs = Object.fromEntries(settings.jobs.map(({ name: jobName, schedule, run }) => {
+      const onError = (err) => logger.error({ job: jobName, err: { message: err && err.message } }, `job ${jobName} failed`)
+      return [jobName, new ScheduledJob(locker, jobName, { onError, ...schedule }, run)]
+    }))
+    server.decorate('server', 'jobs', jobs)
+    if (settings.jobs.length) {
+      server.ext('onPostStart', () => Object.values(jobs).forEach((job) => job.start()))
+      server.ext('onPreStop', () => Promise.all(Object.values(jobs).map((job) => job.stop())))
+    }
     // onPostStop is awaited by server.stop(); the 'stop' event is not.
     server.ext('onPostStop', () => locker.close())
     if (settings.metricsPath) {

@@ -13,7 +13,7 @@ const os = require('node:os')
 const native = require('./native-loader.js')
 const { driverShape, clientOf, settingsOf, checkManagerTls } = require('./client-settings.js')
 const metrics = require('./metrics.js')
-const { Semaphore, ReadWriteLock, Election } = require('./primitives.js')
+const { Semaphore, ReadWriteLock, Election, ScheduledJob } = require('./primitives.js')
 
 /** A server or driver failure; `code` is the server's error code where there is one. */
 class MongoLocksError extends Error {
@@ -204,6 +204,11 @@ class LockManager extends NativeLockManager {
     return new Election(this, key, options)
   }
 
+  /** Runs `fn` once per `options.everyMs` across every instance that schedules it (see ScheduledJob). */
+  schedule(name, options, fn) {
+    return new ScheduledJob(this, name, options, fn).start()
+  }
+
   #adopt(lock) {
     if (lock) managerOf.set(lock, this)
     return lock
@@ -375,6 +380,7 @@ module.exports = {
   Semaphore,
   ReadWriteLock,
   Election,
+  ScheduledJob,
   acquireLock,
   requireLock,
   hapiPlugin,

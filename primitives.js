@@ -217,4 +217,93 @@ class Election {
   }
 }
 
-module.exports = { Semaphore, ReadWriteLock, Election, MAX_LIMIT }
+/**
+ * A job started on every instance at the same wall-clock instants (multiples
+ * of `everyMs`, as a cron would) and run by one of them per interval: each
+ * tick takes the lock `job:<name>` with `minHoldMs`, so the instance that got
+ * it keeps the others out for the rest of the interval even if the job ends
+ * at once (ShedLock's "lock at least for"). `fn(signal)` gets the lock's
+ * signal, aborted if the lock is lost while it runs.
+ */
+class ScheduledJob {
+  #locker
+  #fn
+  #onError
+  #timer = null
+  #running = null
+  #stopped = false
+
+  constructor(locker, name, options, fn) {
+    if (typeof name !== 'string' || name === '') throw new TypeError(`mongo-locks-native: schedule(name, …) needs a non-empty string name, got ${typeof name}`)
+    const o = checkOptions(options, ['everyMs', 'minHoldMs', 'onError'], `schedule(${name})`)
+    if (!Number.isInteger(o.everyMs) || o.everyMs < 100 || o.everyMs > 2 ** 31 - 1) {
+      throw new TypeError(`mongo-locks-native: schedule() option everyMs must be a whole number of milliseconds from 100 to 2147483647, got ${String(o.everyMs)}`)
+    }
+    const minHoldMs = o.minHoldMs === undefined ? Math.floor(o.everyMs * 0.9) : o.minHoldMs
+    if (!Number.isInteger(minHoldMs) || minHoldMs < 1 || minHoldMs >= o.everyMs) {
+      throw new TypeError(`mongo-locks-native: schedule() option minHoldMs must be a whole number of milliseconds from 1 to everyMs - 1 (${o.everyMs - 1}), got ${String(o.minHoldMs)}`)
+    }
+    if (typeof fn !== 'function') throw new TypeError(`mongo-locks-native: schedule(name, options, fn) needs a function, got ${typeof fn}`)
+    if (o.onError !== undefined && typeof o.onError !== 'function') throw new TypeError('mongo-locks-native: schedule() option onError must be a function')
+    this.#locker = locker
+    this.#fn = fn
+    this.#onError = o.onError || ((err) => console.error(`mongo-locks-native: job ${name}:`, err))
+    this.name = name
+    this.everyMs = o.everyMs
+    this.minHoldMs = minHoldMs
+    /** How many times this instance ran the job. */
+    this.runs = 0
+  }
+
+  /** Starts the schedule (`locker.schedule()` does); returns this job. */
+  start() {
+    if (this.#timer === null && !this.#stopped) this.#arm()
+    return this
+  }
+
+  #arm() {
+    if (this.#stopped) return
+    this.#timer = setTimeout(() => {
+      this.#running = this.#tick().finally(() => {
+        this.#running = null
+        this.#arm()
+      })
+    }, this.everyMs - (Date.now() % this.everyMs))
+  }
+
+  async #tick() {
+    let lock
+    try {
+      lock = await this.#locker.lock(`job:${this.name}`, { minHoldMs: this.minHoldMs })
+    } catch (err) {
+      this.#report(err)
+      return
+    }
+    if (!lock) return // another instance runs it this interval
+    try {
+      this.runs++
+      await this.#fn(lock.signal)
+    } catch (err) {
+      this.#report(err)
+    } finally {
+      await lock.free().catch((err) => this.#report(err))
+    }
+  }
+
+  #report(err) {
+    try {
+      this.#onError(err)
+    } catch {
+      // a throwing onError must not stop the schedule
+    }
+  }
+
+  /** Stops the schedule; resolves when a run in progress has finished. */
+  async stop() {
+    this.#stopped = true
+    clearTimeout(this.#timer)
+    await this.#running
+  }
+}
+
+module.exports = { Semaphore, ReadWriteLock, Election, ScheduledJob, MAX_LIMIT }

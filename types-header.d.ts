@@ -136,6 +136,85 @@ export interface LockOptions {
   maxHoldMs?: number
   /** Take a fencing token (`lock.fencingToken`); costs two extra round trips. */
   fencing?: boolean
+  /**
+   * Keep the key taken at least this long (ms) after it was acquired, even if
+   * `free()` comes sooner: `free()` then leaves the document to expire at that
+   * time (ShedLock's "lock at least for"; see `schedule()`).
+   */
+  minHoldMs?: number
+}
+
+/** The options of a semaphore permit, a read lock: `lock()`'s, without `fencing` (shared locks have no holder order). */
+export type SharedLockOptions = Omit<LockOptions, 'fencing'>
+
+/** `locker.semaphore(key, { limit })`: at most `limit` holders of `key` across every process. */
+export declare class Semaphore {
+  private constructor()
+  readonly key: unknown
+  /** The number of permits (1 to 1000). */
+  readonly limit: number
+  /** A permit (a `NativeLock`: `free()`, `signal`, `locked`, `await using`), or `null` when all are held after `options.waitMs`. */
+  acquire(options?: SharedLockOptions): Promise<NativeLock | null>
+}
+
+/** `locker.readWriteLock(key)`: many readers or one writer, never both; a waiting writer keeps new readers out. */
+export declare class ReadWriteLock {
+  private constructor()
+  readonly key: unknown
+  /** The most readers at once (default 64, up to 1000). */
+  readonly maxReaders: number
+  /** A read lock, shared with other readers, or `null` after `options.waitMs`. */
+  read(options?: SharedLockOptions): Promise<NativeLock | null>
+  /** The write lock, alone, or `null` after `options.waitMs`. */
+  write(options?: LockOptions): Promise<NativeLock | null>
+}
+
+/** Why a leader stopped leading: its lock was lost, it resigned, or its election was stopped. */
+export type DemotionReason = 'lost' | 'resigned' | 'stopped'
+
+export interface ElectionOptions {
+  /** Called when this process becomes leader; `signal` aborts when it stops being leader. */
+  onElected?: (signal: AbortSignal) => void | Promise<void>
+  /** Called when this process stops being leader. */
+  onDemoted?: (reason: DemotionReason) => void | Promise<void>
+  /** Called with server errors while campaigning and errors thrown by the callbacks (default: console.error). */
+  onError?: (error: unknown) => void
+}
+
+/** `locker.elect(key, options)`: campaigns for leadership of `key` until stopped. */
+export declare class Election {
+  private constructor()
+  readonly key: unknown
+  /** Whether this process leads now. */
+  readonly isLeader: boolean
+  /** Who leads now, from the lock document, or `null`. */
+  leader(): Promise<(Holder & { since: Date | null; expiresAt: Date | null }) | null>
+  /** Steps down (the lock is freed) and campaigns again after a pause of 1 s. */
+  resign(): Promise<void>
+  /** Stops campaigning and steps down if leader. */
+  stop(): Promise<void>
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+export interface ScheduleOptions {
+  /** The interval (ms): the job is started at every multiple of it, on the wall clock. */
+  everyMs: number
+  /** How long the lock stays taken after a run starts (default 90% of `everyMs`; less than `everyMs`). */
+  minHoldMs?: number
+  /** Called with errors of the job and of the server (default: console.error). */
+  onError?: (error: unknown) => void
+}
+
+/** `locker.schedule(name, options, fn)`: started on every instance, run by one per interval. */
+export declare class ScheduledJob {
+  private constructor()
+  readonly name: string
+  readonly everyMs: number
+  readonly minHoldMs: number
+  /** How many times this instance ran the job. */
+  readonly runs: number
+  /** Stops the schedule; resolves when a run in progress has finished. */
+  stop(): Promise<void>
 }
 
 /** Options of `LockManager.connect(uri, options)`. */
@@ -213,6 +292,14 @@ export interface LockManager {
    * keeps `fn`'s error rather than masking it with a failure to free.
    */
   withLock<T>(key: LockKey, fn: (lock: NativeLock, signal: AbortSignal) => T | Promise<T>, options?: LockOptions): Promise<T>
+  /** A semaphore on `key`: at most `options.limit` holders across every process. */
+  semaphore(key: LockKey, options: { limit: number }): Semaphore
+  /** A read/write lock on `key`. */
+  readWriteLock(key: LockKey, options?: { maxReaders?: number }): ReadWriteLock
+  /** Campaigns for leadership of `key` until `stop()`. */
+  elect(key: LockKey, options?: ElectionOptions): Election
+  /** Runs `fn` once per `options.everyMs` across every instance that schedules it. */
+  schedule(name: string, options: ScheduleOptions, fn: (signal: AbortSignal) => unknown): ScheduledJob
 }
 
 export interface NativeLock {

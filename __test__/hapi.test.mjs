@@ -124,7 +124,7 @@ describe('Hapi plugin option checks at registration', () => {
     ['a plain object as collection', () => ({ collection: { name: 'locks' } }), /options\.collection must be a MongoDB driver Collection .*got an object with keys \[name\]/],
     ['a collection name that is not a string', () => ({ mongoUrl: mongoUrl(), databaseName: 'd', collection: 7 }), /options\.collection must be a non-empty collection name when mongoUrl is given .*got number 7/],
     ['databaseName with a driver collection', () => ({ collection: ctx.collection, databaseName: 'other' }), /databaseName is only used with mongoUrl; the collection "hapi-options-.*" already belongs to database "mongo-locks-native-test"/],
-    ['a misspelt option', () => ({ mongoUri: mongoUrl(), databaseName: 'd' }), /unknown plugin option "mongoUri"; expected some of mongoUrl, databaseName, collection, metricsPath, ttlMs, refreshMs, serverSelectionTimeoutMs, operationTimeoutMs, writeConcern/],
+    ['a misspelt option', () => ({ mongoUri: mongoUrl(), databaseName: 'd' }), /unknown plugin option "mongoUri"; expected some of mongoUrl, databaseName, collection, metricsPath, jobs, ttlMs, refreshMs, serverSelectionTimeoutMs, operationTimeoutMs, writeConcern/],
     // Locker options are checked by the LockManager itself, with the same names.
     ['a bad ttlMs (with mongoUrl)', () => ({ mongoUrl: mongoUrl(), databaseName: 'd', ttlMs: -5 }), /options\.ttlMs must be a whole number of milliseconds .*got -5/],
     ['a bad refreshMs (with a collection)', () => ({ collection: ctx.collection, refreshMs: 'soon' }), /options\.refreshMs must be a whole number of milliseconds .*got .*soon/],

@@ -77,9 +77,13 @@ impl LockManager {
     let warmup = core.clone();
     napi::bindgen_prelude::spawn(async move {
       let span = warmup.span();
-      if let Err(e) = warmup.store().instrument(span.clone()).await {
-        let _enter = span.entered();
-        tracing::warn!(target: "mongo_locks_native", error = %e.message(), "connecting in the background failed; lock() will retry");
+      match warmup.store().instrument(span.clone()).await {
+        // Closed before it connected: nothing to retry, nothing to say.
+        Ok(_) | Err(LockError::Closed) => {}
+        Err(e) => {
+          let _enter = span.entered();
+          tracing::warn!(target: "mongo_locks_native", error = %e.message(), "connecting in the background failed; lock() will retry");
+        }
       }
     });
     Ok(LockManager { core })

@@ -49,3 +49,11 @@ export async function pluginMisuse(collection: ReturnType<ReturnType<MongoClient
   await server.register({ plugin, options: { mongoUrl: 'mongodb://h', databaseName: 'd', collection } }) // expect TS2769
   await server.register({ plugin, options: { collection, databaseName: 'd' } }) // expect TS2769
 }
+
+// Shared locks take no fencing token; a semaphore needs its limit.
+export async function primitivesMisuse(locker: LockManager) {
+  await locker.semaphore('k', { limit: 2 }).acquire({ fencing: true }) // expect TS2353
+  locker.semaphore('k', {}) // expect TS2345
+  await locker.readWriteLock('k').read({ fencing: true }) // expect TS2353
+  locker.elect('k', { onDemoted: (reason: 'fired') => reason }) // expect TS2322
+}

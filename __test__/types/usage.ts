@@ -170,3 +170,34 @@ export async function dropIn(locker: LockManager, key: unknown, options: LockMan
   await locker.ready
   return lock.id
 }
+
+// Beyond one holder: semaphores, read/write locks, election, run-at-most-once.
+export async function primitives(locker: LockManager) {
+  const permits = locker.semaphore('exports', { limit: 3 })
+  const permit = await permits.acquire({ waitMs: 1000 })
+  expectType<Exactly<typeof permit, NativeLock | null>>()
+  await permit?.free()
+  const rw = locker.readWriteLock('catalogue', { maxReaders: 10 })
+  const read = await rw.read({ waitMs: 100, minHoldMs: 50 })
+  const write = await rw.write({ fencing: true })
+  expectType<Exactly<typeof write, NativeLock | null>>()
+  await read?.free()
+  await write?.free()
+  await locker.lock('nightly', { minHoldMs: 60_000 })
+  const election = locker.elect('scheduler', {
+    onElected: (signal: AbortSignal) => { signal.addEventListener('abort', () => {}) },
+    onDemoted: (reason) => { expectType<Exactly<typeof reason, 'lost' | 'resigned' | 'stopped'>>() },
+  })
+  const leading: boolean = election.isLeader
+  const who = await election.leader()
+  const pid: number | undefined = who?.pid
+  await election.resign()
+  await election.stop()
+  const job = locker.schedule('reconcile', { everyMs: 60_000 }, async (signal) => signal.aborted)
+  const runs: number = job.runs
+  await job.stop()
+  const server = hapiServer()
+  await server.register({ plugin: mongoLocksPlugin, options: { mongoUrl: 'mongodb://h', databaseName: 'd', jobs: { reconcile: { everyMs: 60_000, run: async () => {} } } } })
+  const jobRuns: number = server.jobs.reconcile.runs
+  return { leading, pid, runs, jobRuns }
+}

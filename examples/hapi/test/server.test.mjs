@@ -68,4 +68,29 @@ describe('example server', () => {
     expect(seen).toMatchObject({ free: 200, busy: [409, { status: 'locked', retry: true }], afterFree: 200, stillHeld: 0 })
     expect(await ctx.collection.countDocuments()).toBe(0)
   })
+
+  it('runs the scheduled job once per interval across two started instances', async () => {
+    const runs = []
+    const instance = (name) => createServer({
+      mongoUrl: mongoUrl(),
+      databaseName: ctx.db.databaseName,
+      locksCollection: ctx.name,
+      port: 0,
+      reconcileEveryMs: 1000,
+      onReconcile: ({ at }) => runs.push({ name, tick: Math.round(at.getTime() / 1000) }),
+      logger,
+    })
+    const a = await instance('a')
+    const b = await instance('b')
+    await a.start()
+    await b.start()
+    await new Promise((r) => setTimeout(r, 4200))
+    await a.stop()
+    await b.stop()
+    const perTick = new Map()
+    for (const r of runs) perTick.set(r.tick, (perTick.get(r.tick) ?? 0) + 1)
+    expect([...perTick.values()].every((n) => n === 1), JSON.stringify(runs)).toBe(true)
+    expect(runs.length).toBeGreaterThanOrEqual(3) // one per second, not one per instance
+    expect(a.jobs['reconcile-payments'].runs + b.jobs['reconcile-payments'].runs).toBe(runs.length)
+  }, 20_000)
 })

@@ -1,0 +1,150 @@
+// The primitives' behaviour in one process against the real server: what a
+// caller sees (null, waiting, the documents left behind), bad input refused
+// before anything is written. The multi-process checkers are in
+// primitives.test.mjs.
+import { describe, it, expect } from 'vitest'
+import { lib, sleep, useLocker } from './support.mjs'
+
+const { LockManager } = lib
+
+describe('semaphore', () => {
+  const t = useLocker('semaphore', { ttlMs: 3000, refreshMs: 1000 })
+
+  it('hands out limit permits, then null; a freed permit is handed out again; permits are locks', async () => {
+    const s = t.locker.semaphore('exports', { limit: 2 })
+    const a = await s.acquire()
+    const b = await s.acquire()
+    expect(a.locked && b.locked).toBe(true)
+    expect(await s.acquire()).toBeNull()
+    expect(a.action).toMatchObject({ _semaphore: 'exports' })
+    expect(await t.ctx.collection.countDocuments()).toBe(2)
+    const waiting = s.acquire({ waitMs: 3000 })
+    await sleep(50)
+    expect(await a.free()).toBe(true)
+    const c = await waiting
+    expect(c).not.toBeNull()
+    await b.free()
+    await c.free()
+    expect(await t.ctx.collection.countDocuments()).toBe(0)
+  })
+
+  it('processes that disagree on limit: each takes only slots below its own limit', async () => {
+    const other = new LockManager(t.ctx.collection, { logger: false })
+    try {
+      const big = t.locker.semaphore('pool', { limit: 3 })
+      const small = other.semaphore('pool', { limit: 1 })
+      const held = [await big.acquire(), await big.acquire()]
+      // The small one sees its single slot taken or not depending on which the big one took.
+      const taken = held.map((p) => p.action.permit)
+      const s = await small.acquire()
+      expect(s === null).toBe(taken.includes(0))
+      await s?.free()
+      for (const p of held) await p.free()
+      const first = await small.acquire()
+      expect(first.action.permit).toBe(0)
+      await first.free()
+    } finally {
+      await other.close()
+    }
+  })
+
+  it('shares the collection with plain locks of the same key', async () => {
+    const plain = await t.locker.lock('exports')
+    const permit = await t.locker.semaphore('exports', { limit: 1 }).acquire()
+    expect(plain && permit).toBeTruthy()
+    await plain.free()
+    await permit.free()
+  })
+})
+
+describe('read/write lock', () => {
+  const t = useLocker('rwlock', { ttlMs: 3000, refreshMs: 1000 })
+
+  it('readers share, a writer waits for them and keeps new readers out; readers get in after it', async () => {
+    const rw = t.locker.readWriteLock('catalogue')
+    const r1 = await rw.read()
+    const r2 = await rw.read()
+    expect(r1 && r2).toBeTruthy()
+    expect(await rw.write()).toBeNull() // one attempt: readers hold
+    expect(await t.ctx.collection.countDocuments({ 'action.writer': true })).toBe(0) // and it took its document back
+    const writer = rw.write({ waitMs: 5000 })
+    await sleep(100)
+    expect(await rw.read()).toBeNull() // the waiting writer keeps readers out
+    await r1.free()
+    await r2.free()
+    const w = await writer
+    expect(w).not.toBeNull()
+    expect(await rw.read()).toBeNull()
+    const reader = rw.read({ waitMs: 5000 })
+    await sleep(50)
+    await w.free()
+    const r3 = await reader
+    expect(r3).not.toBeNull()
+    await r3.free()
+  })
+
+  it('a writer that gives up waiting frees its document, so readers are not kept out by it', async () => {
+    const rw = t.locker.readWriteLock('catalogue')
+    const r = await rw.read()
+    expect(await rw.write({ waitMs: 300 })).toBeNull()
+    const r2 = await rw.read()
+    expect(r2).not.toBeNull()
+    await r.free()
+    await r2.free()
+  })
+})
+
+describe('minHoldMs', () => {
+  const t = useLocker('min-hold', { ttlMs: 5000, refreshMs: 1000 })
+
+  it('free() before minHoldMs keeps the key taken until it passes; free() after it deletes at once', async () => {
+    const lock = await t.locker.lock('nightly', { minHoldMs: 1500 })
+    const started = Date.now()
+    expect(await lock.free()).toBe(true)
+    expect(lock.locked).toBe(false)
+    expect(await t.locker.lock('nightly')).toBeNull() // still taken
+    expect(await t.ctx.collection.countDocuments()).toBe(1)
+    let next = null
+    while (!next && Date.now() - started < 5000) {
+      await sleep(50)
+      next = await t.locker.lock('nightly')
+    }
+    expect(next).not.toBeNull()
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1500)
+    await next.free()
+    const late = await t.locker.lock('nightly', { minHoldMs: 100 })
+    await sleep(300)
+    expect(await late.free()).toBe(true)
+    expect(await t.ctx.collection.countDocuments()).toBe(0)
+  })
+})
+
+describe('bad input is refused, naming the value, and writes nothing', () => {
+  const t = useLocker('primitives-bad-input')
+
+  it.each([
+    ['a limit of 0', (l) => l.semaphore('k', { limit: 0 }), /limit must be a whole number from 1 to 1000, got 0/],
+    ['a limit as a string', (l) => l.semaphore('k', { limit: '3' }), /limit must be a whole number from 1 to 1000, got "3"/],
+    ['no limit', (l) => l.semaphore('k'), /semaphore\(key, \{ limit \}\) needs limit/],
+    ['an unknown semaphore option', (l) => l.semaphore('k', { limit: 2, max: 3 }), /unknown option max of semaphore\(k\); expected limit/],
+    ['maxReaders of 1.5', (l) => l.readWriteLock('k', { maxReaders: 1.5 }), /maxReaders must be a whole number from 1 to 1000, got 1.5/],
+    ['an onElected that is not a function', (l) => l.elect('k', { onElected: 'yes' }), /option onElected must be a function, got string/],
+    ['everyMs of 10', (l) => l.schedule('job', { everyMs: 10 }, () => {}), /everyMs must be a whole number of milliseconds from 100/],
+    ['minHoldMs not below everyMs', (l) => l.schedule('job', { everyMs: 1000, minHoldMs: 1000 }, () => {}), /minHoldMs must be a whole number of milliseconds from 1 to everyMs - 1 \(999\), got 1000/],
+  ])('%s', async (_, make, message) => {
+    expect(() => make(t.locker)).toThrow(TypeError)
+    expect(() => make(t.locker)).toThrow(message)
+    expect(await t.ctx.collection.countDocuments()).toBe(0)
+  })
+
+  it.each([
+    ['fencing on a permit', (l) => l.semaphore('k', { limit: 2 }).acquire({ fencing: true }), /options\.fencing is for exclusive locks .*a semaphore permit is shared/],
+    ['fencing on a read lock', (l) => l.readWriteLock('k').read({ fencing: true }), /options\.fencing is for exclusive locks .*a read lock is shared/],
+    ['a bad minHoldMs', (l) => l.lock('k', { minHoldMs: -1 }), /options\.minHoldMs must be a whole number of milliseconds from 1 to 2147483647, got -1/],
+    ['a bad semaphore key', (l) => l.semaphore(null, { limit: 2 }).acquire(), /invalid lock key null: a lock needs a key/],
+  ])('%s rejects', async (_, call, message) => {
+    await expect(call(t.locker)).rejects.toThrow(TypeError)
+    await expect(call(t.locker)).rejects.toThrow(message)
+    expect(await t.ctx.collection.countDocuments()).toBe(0)
+  })
+})
