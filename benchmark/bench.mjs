@@ -9,7 +9,7 @@
 // by run, in ABBA order, so that drift on a noisy machine hits both. Prints
 // medians and ratios (ours / stock), the issue's targets, a Markdown table
 // for the README, and writes benchmark/results.json.
-import { fork } from 'node:child_process'
+import { execFileSync, fork } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -18,6 +18,7 @@ import { MongoClient } from 'mongodb'
 import { testServer } from '../scripts/ferretdb.mjs'
 import { LABELS, LIBRARIES } from './libraries.mjs'
 import { evaluateTargets, markdownTable, SCENARIO_TITLES, summarize, targetLines, textTable } from './report.mjs'
+import { primitivesTable } from './primitives.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const STOCK_REFRESH_MS = 10_000 // mongo-locks 3.2: fixed, not configurable
@@ -43,6 +44,8 @@ function modeConfig(quick) {
       },
       eventLoop: { ratePerSec: quick ? 200 : 1000, durationMs: quick ? 1000 : 10_000 },
     },
+    // Ours alone (stock has none of them): see primitives.mjs.
+    primitives: { iterations: quick ? 50 : 500, durationMs: quick ? 1000 : 5000, electionRounds: quick ? 3 : 20 },
   }
 }
 
@@ -71,8 +74,9 @@ function parseArgs(argv) {
   const only = option(argv, '--only')
   if (only !== undefined) {
     const wanted = only.split(',')
-    const unknown = wanted.filter((s) => !(s in config.scenarios))
-    if (unknown.length) throw new TypeError(`--only: unknown scenario ${unknown.join(', ')} (known: ${Object.keys(config.scenarios).join(', ')})`)
+    if (!wanted.includes('primitives')) config.primitives = null
+    const unknown = wanted.filter((s) => !(s in config.scenarios) && s !== 'primitives')
+    if (unknown.length) throw new TypeError(`--only: unknown scenario ${unknown.join(', ')} (known: ${Object.keys(config.scenarios).join(', ')}, primitives)`)
     config.scenarios = Object.fromEntries(Object.entries(config.scenarios).filter(([s]) => wanted.includes(s)))
   }
   return config
@@ -91,6 +95,13 @@ function measure(job) {
     })
     child.send(job)
   })
+}
+
+/** The primitives' rows, measured in a fresh process (see primitives.mjs). */
+function measurePrimitivesInChild(url, config) {
+  console.log('  primitives: mutex, semaphore, read/write lock, election (ours alone)')
+  const out = execFileSync(process.execPath, [path.join(here, 'primitives.mjs'), url, JSON.stringify(config)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  return JSON.parse(out.trim().split('\n').pop()).rows
 }
 
 /** What the server is, for the results (version from buildInfo). */
@@ -160,13 +171,14 @@ async function main() {
   const server = await testServer()
   const stop = async () => { await server.stop().catch(() => {}) }
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, async () => { await stop(); process.exit(130) })
-  let serverInfo, runs, notes, slowHold
+  let serverInfo, runs, notes, slowHold, primitives
   try {
     serverInfo = await describeServer(server)
     console.log(`Benchmark (${config.mode} mode, ${config.runs} run${config.runs > 1 ? 's' : ''} per scenario and library) on ${serverInfo.description}`)
     slowHold = slowHoldWarning(config, serverInfo)
     if (slowHold) console.log(`Warning: ${slowHold}`)
     ;({ runs, notes } = await runAll(config, server.url))
+    if (config.primitives) primitives = measurePrimitivesInChild(server.url, config.primitives)
   } finally {
     await stop()
   }
@@ -179,7 +191,7 @@ async function main() {
   const summary = summarize(runs)
   const targets = evaluateTargets(summary, config)
   const machine = { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, platform: `${os.platform()} ${os.arch()}` }
-  const results = { date: new Date().toISOString(), mode: config.mode, runs: config.runs, machine, server: serverInfo, config, notes, scenarios: summary, targets }
+  const results = { date: new Date().toISOString(), mode: config.mode, runs: config.runs, machine, server: serverInfo, config, notes, scenarios: summary, targets, primitives }
   // The quick smoke run (CI) must not overwrite the full results the README quotes.
   const resultsFile = path.join(here, config.mode === 'quick' ? 'results-quick.json' : 'results.json')
   writeFileSync(resultsFile, JSON.stringify(results, null, 2) + '\n')
@@ -189,6 +201,7 @@ async function main() {
   console.log(`Targets (ours / stock unless said otherwise):\n${targetLines(targets)}\n`)
   if (notes.length) console.log(`Notes:\n${notes.map((n) => `  - ${n}`).join('\n')}\n`)
   console.log(`Markdown (for the README):\n\n${header}\n\n${markdownTable(summary)}\n`)
+  if (primitives) console.log(`Primitives (ours alone: stock mongo-locks has none), one run:\n\n${primitivesTable(primitives)}\n`)
   console.log(`Results written to ${path.relative(process.cwd(), resultsFile)}`)
 }
 
