@@ -188,8 +188,8 @@ function memory() {
     globalThis.gc()
     globalThis.gc()
   }
-  const { heapUsed, rss } = process.memoryUsage()
-  return { heapUsed, rss }
+  const { heapUsed, heapTotal, external, rss } = process.memoryUsage()
+  return { heapUsed, heapTotal, external, rss }
 }
 
 /** Live libuv handles/requests and, among them, timers. */
