@@ -78,6 +78,43 @@ export async function uncontended(lib, { iterations }) {
   }
 }
 
+/**
+ * 6. Process CPU per sequential lock+free, against the floor of two pings on
+ * the library's own client: `iterations` of each, in `blocks` alternating
+ * blocks so that drift on a busy machine hits both alike. Process CPU is
+ * every thread of this process (ours: the JS thread and the Rust worker),
+ * user plus system; the server runs in another process.
+ */
+export async function cpu(lib, { iterations, blocks }) {
+  const per = Math.max(1, Math.round(iterations / blocks))
+  let pairCpu = 0
+  let pingCpu = 0
+  let pairWall = 0
+  let pairs = 0
+  for (let block = 0; block < blocks; block++) {
+    let c = process.cpuUsage()
+    let t = now()
+    for (let i = 0; i < per; i++) await lockAndFree(lib, 'cpu')
+    pairWall += now() - t
+    c = process.cpuUsage(c)
+    pairCpu += c.user + c.system
+    c = process.cpuUsage()
+    for (let i = 0; i < per; i++) {
+      await lib.ping()
+      await lib.ping()
+    }
+    c = process.cpuUsage(c)
+    pingCpu += c.user + c.system
+    pairs += per
+  }
+  const cpuUsPerPair = pairCpu / pairs
+  const floorCpuUs = pingCpu / pairs
+  return {
+    metrics: { cpuUsPerPair, floorCpuUs, cpuOverFloor: cpuUsPerPair / floorCpuUs, wallUsPerPair: (pairWall * 1000) / pairs },
+    notes: [],
+  }
+}
+
 /** 2. `loops` concurrent acquire/free loops on distinct keys for `durationMs`. */
 export async function throughput(lib, { loops, durationMs }) {
   let pairs = 0
@@ -151,8 +188,8 @@ function memory() {
     globalThis.gc()
     globalThis.gc()
   }
-  const { heapUsed, rss } = process.memoryUsage()
-  return { heapUsed, rss }
+  const { heapUsed, heapTotal, external, rss } = process.memoryUsage()
+  return { heapUsed, heapTotal, external, rss }
 }
 
 /** Live libuv handles/requests and, among them, timers. */
@@ -179,10 +216,17 @@ export async function holding(lib, { locks, concurrency, windowMs, intervalMs, s
 
   const held = []
   const acquireStart = now()
-  await pool(locks, concurrency, async () => {
-    const lock = await acquireErrors.attempt(() => lockFresh(lib, 'hold'))
-    if (lock) held.push(lock)
-  })
+  // In two halves: the first is the warm-up (pool connections, allocator
+  // arenas, maps grown), the slope over the second is the cost of one more lock.
+  const half = Math.floor(locks / 2)
+  let halfMemory = null
+  for (const [count, last] of [[half, false], [locks - half, true]]) {
+    await pool(count, concurrency, async () => {
+      const lock = await acquireErrors.attempt(() => lockFresh(lib, 'hold'))
+      if (lock) held.push(lock)
+    })
+    if (!last) halfMemory = { ...memory(), held: held.length }
+  }
   const acquireMs = now() - acquireStart
   if (held.length === 0) throw new Error(`no lock could be taken: ${acquireErrors.first}`)
 
@@ -192,6 +236,7 @@ export async function holding(lib, { locks, concurrency, windowMs, intervalMs, s
   const after = lib.refreshCounters()
   const heldResources = resources()
   const heldMemory = memory()
+  const secondHalf = held.length - halfMemory.held
   const stillLocked = held.filter((lock) => lock.locked).length
 
   const freeStart = now()
@@ -218,6 +263,8 @@ export async function holding(lib, { locks, concurrency, windowMs, intervalMs, s
       lockRefreshesPerInterval: measurable ? lockRefreshes * (interval / windowMs) : null,
       heapBytesPerLock: (heldMemory.heapUsed - baseMemory.heapUsed) / count,
       rssBytesPerLock: (heldMemory.rss - baseMemory.rss) / count,
+      rssSlopeBytesPerLock: secondHalf > 0 ? (heldMemory.rss - halfMemory.rss) / secondHalf : null,
+      heapSlopeBytesPerLock: secondHalf > 0 ? (heldMemory.heapUsed - halfMemory.heapUsed) / secondHalf : null,
       resourcesWhileHolding: heldResources.all,
       timeoutsWhileHolding: heldResources.timeouts,
       timeoutsAdded: heldResources.timeouts - baseResources.timeouts,
@@ -225,7 +272,38 @@ export async function holding(lib, { locks, concurrency, windowMs, intervalMs, s
       freeMs,
     },
     notes,
-    raw: { held: count, windowMs, interval, commands, lockRefreshes, baseMemory, heldMemory, baseResources, heldResources },
+    raw: { held: count, windowMs, interval, commands, lockRefreshes, baseMemory, halfMemory, heldMemory, baseResources, heldResources },
+  }
+}
+
+/**
+ * 7. A burst: `locks` concurrent lock() calls on fresh keys, then all freed
+ * at once; RSS after a full collection and a pause, against where it was
+ * before the burst. Memory a burst grows and never gives back shows here.
+ */
+export async function burst(lib, { locks, settleMs }) {
+  const notes = []
+  const errors = errorTally()
+  const before = memory()
+  const started = now()
+  const held = (await Promise.all(Array.from({ length: locks }, () => errors.attempt(() => lockFresh(lib, 'burst'))))).filter(Boolean)
+  const peak = memory()
+  await Promise.all(held.map((lock) => errors.attempt(() => lock.free())))
+  const burstMs = now() - started
+  held.length = 0
+  await sleep(settleMs)
+  const after = memory()
+  notes.push(...errors.notes('acquisitions or frees'))
+  const mb = (bytes) => bytes / (1024 * 1024)
+  return {
+    metrics: {
+      rssGrowthHeldMB: mb(peak.rss - before.rss),
+      rssAfterBurstMB: mb(after.rss - before.rss),
+      heapAfterBurstMB: mb(after.heapUsed - before.heapUsed),
+      burstMs,
+    },
+    notes,
+    raw: { locks, before, peak, after },
   }
 }
 
@@ -270,4 +348,4 @@ export async function eventLoop(lib, { ratePerSec, durationMs }) {
   }
 }
 
-export const SCENARIOS = { uncontended, throughput, contention, holding, eventLoop }
+export const SCENARIOS = { uncontended, throughput, contention, holding, eventLoop, cpu, burst }

@@ -38,6 +38,13 @@ const DEFAULT_MAX_IDLE: Duration = Duration::from_secs(30);
 
 pub struct Store {
   client: Client,
+  /// One permit per pooled connection: an operation starts (and the
+  /// driver allocates its future, several KB) only once it has one. A burst
+  /// of thousands of lock() calls then waits here in small futures instead
+  /// of in the driver's checkout queue, and the memory it takes is bounded
+  /// by the pool, not by the burst (the driver could not run more at once
+  /// anyway: one connection per operation).
+  gate: tokio::sync::Semaphore,
   /// The bound on every operation (see `Config::operation_timeout`).
   timeout: Duration,
   /// The longest half round trip a clock sample may have to be used.
@@ -85,6 +92,11 @@ impl Store {
     }
     options.max_pool_size.get_or_insert(DEFAULT_MAX_POOL);
     options.max_idle_time.get_or_insert(DEFAULT_MAX_IDLE);
+    // 0 is "no limit" to the driver.
+    let in_flight = match options.max_pool_size {
+      Some(0) | None => tokio::sync::Semaphore::MAX_PERMITS,
+      Some(n) => n as usize,
+    };
     options.app_name.get_or_insert_with(|| "mongo-locks-native".to_string());
     let settings = connection::describe(&options, config.client.as_ref().and_then(|c| c.ca_source.as_deref()));
     *tried.lock().unwrap() = Some(settings.clone());
@@ -114,6 +126,7 @@ impl Store {
       db.collection_with_options::<Document>(name, options)
     };
     let store = Store {
+      gate: tokio::sync::Semaphore::new(in_flight),
       locks: with(&config.collection),
       fencing: with(&format!("{}.fencing", config.collection)),
       client,
@@ -147,7 +160,16 @@ impl Store {
     doing: &str,
     op: impl Future<Output = mongodb::error::Result<T>>,
   ) -> LockResult<T> {
-    bounded(self.timeout, doing, op).await?.map_err(|e| LockError::server(doing, &e))
+    bounded(self.timeout, doing, self.gated(op)).await?.map_err(|e| LockError::server(doing, &e))
+  }
+
+  /// `op`, polled only once a permit of `gate` is held (see `gate`). The
+  /// wait for a permit counts against the operation timeout, as the wait
+  /// for a connection did.
+  async fn gated<T>(&self, op: impl Future<Output = T>) -> T {
+    // The semaphore is never closed, so acquire() cannot fail.
+    let _permit = self.gate.acquire().await.ok();
+    op.await
   }
 
   /// `{ action: 1 }` unique is what makes a lock exclusive: it must exist.
@@ -216,7 +238,7 @@ impl Store {
         other => other.map(|_| true),
       }
     };
-    match bounded(self.timeout, "inserting the lock document", attempt).await? {
+    match bounded(self.timeout, "inserting the lock document", self.gated(attempt)).await? {
       Ok(inserted) => Ok(inserted),
       Err(e) if is_duplicate_key(&e) => Ok(false),
       Err(e) => Err(LockError::server("inserting the lock document", &e)),
