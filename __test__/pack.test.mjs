@@ -33,6 +33,7 @@ const EXPECTED_FILES = [
   'metrics.js',
   'native-loader.js',
   'package.json',
+  'primitives.js',
 ]
 // The platform package of this machine: the addon and nothing else.
 const PLATFORM = 'linux-x64-gnu'
