@@ -142,16 +142,17 @@ async function register(server, options) {
     })
 
   try {
-    server.decorate('server', 'locker', locker)
-    server.decorate('request', 'locker', () => locker, { apply: true })
-    // Jobs run while the server runs: started on every instance, done by
-    // one of them per interval (see ScheduledJob), stopped before the locker
-    // closes. server.jobs has them by name once started.
+    // Made (and checked) before anything is decorated; started with the server.
     const { ScheduledJob } = library()
     const jobs = Object.fromEntries(settings.jobs.map(({ name: jobName, schedule, run }) => {
       const onError = (err) => logger.error({ job: jobName, err: { message: err && err.message } }, `job ${jobName} failed`)
       return [jobName, new ScheduledJob(locker, jobName, { onError, ...schedule }, run)]
     }))
+    server.decorate('server', 'locker', locker)
+    server.decorate('request', 'locker', () => locker, { apply: true })
+    // Jobs run while the server runs: started on every instance, done by
+    // one of them per interval (see ScheduledJob), stopped before the locker
+    // closes. server.jobs has them by name.
     server.decorate('server', 'jobs', jobs)
     if (settings.jobs.length) {
       server.ext('onPostStart', () => Object.values(jobs).forEach((job) => job.start()))

@@ -130,6 +130,9 @@ describe('Hapi plugin option checks at registration', () => {
     ['a bad refreshMs (with a collection)', () => ({ collection: ctx.collection, refreshMs: 'soon' }), /options\.refreshMs must be a whole number of milliseconds .*got .*soon/],
     ['a bad writeConcern', () => ({ collection: ctx.collection, writeConcern: 'w1' }), /options\.writeConcern must be "auto", "majority" or "default", got .*w1/],
     ['a malformed mongoUrl', () => ({ mongoUrl: 'http://localhost', databaseName: 'd' }), /malformed MongoDB connection string/],
+    ['jobs that are not an object', () => ({ collection: ctx.collection, jobs: ['nightly'] }), /options\.jobs must be an object \{ \[name\]: \{ everyMs, minHoldMs, run \} \}; got an array/],
+    ['a job without run', () => ({ collection: ctx.collection, jobs: { nightly: { everyMs: 1000 } } }), /options\.jobs\["nightly"\] must be \{ everyMs, run\(signal\) \} with run a function/],
+    ['a job with a bad everyMs', () => ({ collection: ctx.collection, jobs: { nightly: { everyMs: 5, run: () => {} } } }), /schedule\(\) option everyMs must be a whole number of milliseconds from 100 to 2147483647, got 5/],
   ]
   for (const [label, options, message] of cases) {
     it(`rejects ${label} with a TypeError naming it`, async () => {
