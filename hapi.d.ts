@@ -1,6 +1,6 @@
 // Types of `mongo-locks-native/hapi` (hand-written; hapi.js is the plugin).
 import type { NamedPlugin } from '@hapi/hapi'
-import type { LockManager, LockManagerOptions, MongoCollectionLike, ScheduleOptions, ScheduledJob } from './index.js'
+import type { Election, ElectionOptions, LockKey, LockManager, LockManagerOptions, MongoCollectionLike, ScheduleOptions, ScheduledJob } from './index.js'
 
 /** The LockManager options the plugin passes through (it supplies `logger` itself). */
 export type MongoLocksPluginLockerOptions = Pick<LockManagerOptions, 'ttlMs' | 'refreshMs' | 'serverSelectionTimeoutMs' | 'operationTimeoutMs' | 'writeConcern'> & {
@@ -11,6 +11,8 @@ export type MongoLocksPluginLockerOptions = Pick<LockManagerOptions, 'ttlMs' | '
    * interval (`locker.schedule()`), stopped before the server stops; `server.jobs` has them by name.
    */
   jobs?: Record<string, ScheduleOptions & { run: (signal: AbortSignal) => unknown }>
+  /** An election campaigning from server start to server stop (`locker.elect()`), as `server.election`. */
+  election?: ElectionOptions & { key: LockKey }
 }
 
 /** The plugin connects on its own: `LockManager.connect(mongoUrl, …)`. */
@@ -37,6 +39,7 @@ export type MongoLocksPluginOptions = MongoLocksPluginUrlOptions | MongoLocksPlu
 export interface MongoLocksDecorations {
   locker: LockManager
   jobs: Record<string, ScheduledJob>
+  election: Election | null
 }
 
 /**
@@ -55,6 +58,8 @@ declare module '@hapi/hapi' {
     locker: LockManager
     /** The plugin's `jobs`, by name. */
     jobs: Record<string, ScheduledJob>
+    /** The plugin's `election`, or `null` without that option. */
+    election: Election | null
   }
   interface Request {
     /** The same lock manager as `server.locker`. */

@@ -13,7 +13,7 @@ const library = () => require('./index.js')
 
 /** Plugin options passed straight to the LockManager (it checks their values). */
 const LOCKER_OPTIONS = ['ttlMs', 'refreshMs', 'serverSelectionTimeoutMs', 'operationTimeoutMs', 'writeConcern']
-const KNOWN_OPTIONS = ['mongoUrl', 'databaseName', 'collection', 'metricsPath', 'jobs', ...LOCKER_OPTIONS]
+const KNOWN_OPTIONS = ['mongoUrl', 'databaseName', 'collection', 'metricsPath', 'jobs', 'election', ...LOCKER_OPTIONS]
 const LEVELS = ['debug', 'info', 'warn', 'error']
 
 function describe(value) {
@@ -56,6 +56,7 @@ function readOptions(options) {
     fail(`options.metricsPath must be a route path starting with "/" (e.g. "/metrics"); got ${describe(metricsPath)}`)
   }
   const jobs = readJobs(options.jobs)
+  const election = readElection(options.election)
   const lockerOptions = {}
   for (const key of LOCKER_OPTIONS) if (options[key] !== undefined) lockerOptions[key] = options[key]
 
@@ -70,7 +71,7 @@ function readOptions(options) {
     if (databaseName !== undefined) {
       fail(`options.databaseName is only used with mongoUrl; the collection ${JSON.stringify(collection.collectionName)} already belongs to database ${JSON.stringify(collection.dbName)}`)
     }
-    return { collection, lockerOptions, metricsPath, jobs }
+    return { collection, lockerOptions, metricsPath, jobs, election }
   }
 
   if (!isNonEmptyString(mongoUrl)) {
@@ -85,7 +86,7 @@ function readOptions(options) {
   if (collection !== undefined && !isNonEmptyString(collection)) {
     fail(`options.collection must be a non-empty collection name when mongoUrl is given (default 'mongo-locks'); got ${describe(collection)}`)
   }
-  return { mongoUrl, databaseName, collectionName: collection, lockerOptions, metricsPath, jobs }
+  return { mongoUrl, databaseName, collectionName: collection, lockerOptions, metricsPath, jobs, election }
 }
 
 /** `options.jobs`: `{ [name]: { everyMs, minHoldMs?, run(signal) } }`, checked (ScheduledJob checks the numbers). */
@@ -101,6 +102,20 @@ function readJobs(jobs) {
     const { run, ...schedule } = job
     return { name, schedule, run }
   })
+}
+
+/** `options.election`: `{ key, onElected, onDemoted, onError }`, checked. */
+function readElection(election) {
+  if (election === undefined) return undefined
+  if (typeof election !== 'object' || election === null || Array.isArray(election) || election.key === undefined) {
+    fail(`options.election must be { key, onElected(signal), onDemoted(reason) }; got ${describe(election)}`)
+  }
+  const { key, ...callbacks } = election
+  for (const [name, value] of Object.entries(callbacks)) {
+    if (!['onElected', 'onDemoted', 'onError'].includes(name)) fail(`unknown option election.${name}; expected key, onElected, onDemoted, onError`)
+    if (typeof value !== 'function') fail(`options.election.${name} must be a function; got ${describe(value)}`)
+  }
+  return { key, callbacks }
 }
 
 /**
@@ -143,11 +158,15 @@ async function register(server, options) {
 
   try {
     // Made (and checked) before anything is decorated; started with the server.
-    const { ScheduledJob } = library()
+    const { ScheduledJob, Election } = library()
     const jobs = Object.fromEntries(settings.jobs.map(({ name: jobName, schedule, run }) => {
       const onError = (err) => logger.error({ job: jobName, err: { message: err && err.message } }, `job ${jobName} failed`)
       return [jobName, new ScheduledJob(locker, jobName, { onError, ...schedule }, run)]
     }))
+    const election = settings.election ? new Election(locker, settings.election.key, {
+      onError: (err) => logger.error({ election: String(settings.election.key), err: { message: err && err.message } }, `election ${String(settings.election.key)} failed`),
+      ...settings.election.callbacks,
+    }) : null
     server.decorate('server', 'locker', locker)
     server.decorate('request', 'locker', () => locker, { apply: true })
     // Jobs run while the server runs: started on every instance, done by
@@ -157,6 +176,12 @@ async function register(server, options) {
     if (settings.jobs.length) {
       server.ext('onPostStart', () => Object.values(jobs).forEach((job) => job.start()))
       server.ext('onPreStop', () => Promise.all(Object.values(jobs).map((job) => job.stop())))
+    }
+    // The election campaigns from server start to server stop.
+    server.decorate('server', 'election', election)
+    if (election) {
+      server.ext('onPostStart', () => { election.start() })
+      server.ext('onPreStop', () => election.stop())
     }
     // onPostStop is awaited by server.stop(); the 'stop' event is not.
     server.ext('onPostStop', () => locker.close())

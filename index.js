@@ -201,7 +201,7 @@ class LockManager extends NativeLockManager {
 
   /** Campaigns for leadership of `key` until stopped (see Election). */
   elect(key, options) {
-    return new Election(this, key, options)
+    return new Election(this, key, options).start()
   }
 
   /** Runs `fn` once per `options.everyMs` across every instance that schedules it (see ScheduledJob). */

@@ -96,7 +96,7 @@ class Election {
   #stopping = new AbortController()
   /** The current term: `{ lock, controller, stepDown(reason) }`, while leader. */
   #term = null
-  #campaign
+  #campaign = null
   #resignedAt = 0
 
   constructor(locker, key, options) {
@@ -111,7 +111,12 @@ class Election {
     this.#onElected = o.onElected
     this.#onDemoted = o.onDemoted
     this.#onError = o.onError || ((err) => console.error(`mongo-locks-native: election ${String(key)}:`, err))
-    this.#campaign = this.#run()
+  }
+
+  /** Starts campaigning (`locker.elect()` does); returns this election. */
+  start() {
+    if (!this.#campaign && !this.#stopped) this.#campaign = this.#run()
+    return this
   }
 
   /** Whether this process leads now (false as soon as the lock is lost). */

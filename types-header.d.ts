@@ -174,9 +174,9 @@ export type DemotionReason = 'lost' | 'resigned' | 'stopped'
 
 export interface ElectionOptions {
   /** Called when this process becomes leader; `signal` aborts when it stops being leader. */
-  onElected?: (signal: AbortSignal) => void | Promise<void>
+  onElected?: (signal: AbortSignal) => unknown
   /** Called when this process stops being leader. */
-  onDemoted?: (reason: DemotionReason) => void | Promise<void>
+  onDemoted?: (reason: DemotionReason) => unknown
   /** Called with server errors while campaigning and errors thrown by the callbacks (default: console.error). */
   onError?: (error: unknown) => void
 }

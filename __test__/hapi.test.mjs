@@ -124,7 +124,7 @@ describe('Hapi plugin option checks at registration', () => {
     ['a plain object as collection', () => ({ collection: { name: 'locks' } }), /options\.collection must be a MongoDB driver Collection .*got an object with keys \[name\]/],
     ['a collection name that is not a string', () => ({ mongoUrl: mongoUrl(), databaseName: 'd', collection: 7 }), /options\.collection must be a non-empty collection name when mongoUrl is given .*got number 7/],
     ['databaseName with a driver collection', () => ({ collection: ctx.collection, databaseName: 'other' }), /databaseName is only used with mongoUrl; the collection "hapi-options-.*" already belongs to database "mongo-locks-native-test"/],
-    ['a misspelt option', () => ({ mongoUri: mongoUrl(), databaseName: 'd' }), /unknown plugin option "mongoUri"; expected some of mongoUrl, databaseName, collection, metricsPath, jobs, ttlMs, refreshMs, serverSelectionTimeoutMs, operationTimeoutMs, writeConcern/],
+    ['a misspelt option', () => ({ mongoUri: mongoUrl(), databaseName: 'd' }), /unknown plugin option "mongoUri"; expected some of mongoUrl, databaseName, collection, metricsPath, jobs, election, ttlMs, refreshMs, serverSelectionTimeoutMs, operationTimeoutMs, writeConcern/],
     // Locker options are checked by the LockManager itself, with the same names.
     ['a bad ttlMs (with mongoUrl)', () => ({ mongoUrl: mongoUrl(), databaseName: 'd', ttlMs: -5 }), /options\.ttlMs must be a whole number of milliseconds .*got -5/],
     ['a bad refreshMs (with a collection)', () => ({ collection: ctx.collection, refreshMs: 'soon' }), /options\.refreshMs must be a whole number of milliseconds .*got .*soon/],
@@ -132,6 +132,8 @@ describe('Hapi plugin option checks at registration', () => {
     ['a malformed mongoUrl', () => ({ mongoUrl: 'http://localhost', databaseName: 'd' }), /malformed MongoDB connection string/],
     ['jobs that are not an object', () => ({ collection: ctx.collection, jobs: ['nightly'] }), /options\.jobs must be an object \{ \[name\]: \{ everyMs, minHoldMs, run \} \}; got an array/],
     ['a job without run', () => ({ collection: ctx.collection, jobs: { nightly: { everyMs: 1000 } } }), /options\.jobs\["nightly"\] must be \{ everyMs, run\(signal\) \} with run a function/],
+    ['an election without key', () => ({ collection: ctx.collection, election: { onElected: () => {} } }), /options\.election must be \{ key, onElected\(signal\), onDemoted\(reason\) \}/],
+    ['an election callback that is not a function', () => ({ collection: ctx.collection, election: { key: 'k', onElected: 'yes' } }), /options\.election\.onElected must be a function; got the string "yes"/],
     ['a job with a bad everyMs', () => ({ collection: ctx.collection, jobs: { nightly: { everyMs: 5, run: () => {} } } }), /schedule\(\) option everyMs must be a whole number of milliseconds from 100 to 2147483647, got 5/],
   ]
   for (const [label, options, message] of cases) {
@@ -241,3 +243,39 @@ describe('Hapi plugin logging', () => {
   })
 })
 
+
+describe('Hapi plugin election', () => {
+  let ctx
+  beforeEach(async () => { ctx = await freshCollection('hapi-election') })
+  afterEach(async () => { await ctx.close() })
+
+  it('campaigns while the server runs: one of two started servers leads; stopping it hands over', async () => {
+    const events = []
+    const instance = async (name) => {
+      const server = Hapi.server({ port: 0 })
+      await server.register({
+        plugin,
+        options: {
+          collection: ctx.collection,
+          ttlMs: 2000,
+          refreshMs: 500,
+          election: { key: 'scheduler', onElected: () => events.push(`${name} elected`), onDemoted: (why) => events.push(`${name} demoted: ${why}`) },
+        },
+      })
+      return server
+    }
+    const a = await instance('a')
+    const b = await instance('b')
+    expect(a.election.isLeader).toBe(false) // not before start
+    await a.start()
+    await eventually(() => a.election?.isLeader, 5000)
+    await b.start()
+    await new Promise((r) => setTimeout(r, 300))
+    expect([a.election.isLeader, b.election.isLeader]).toEqual([true, false])
+    await a.stop()
+    expect(a.election.isLeader).toBe(false)
+    expect(await eventually(() => b.election.isLeader, 5000)).toBe(true)
+    expect(events).toEqual(['a elected', 'a demoted: stopped', 'b elected'])
+    await b.stop()
+  })
+})

@@ -199,5 +199,7 @@ export async function primitives(locker: LockManager) {
   const server = hapiServer()
   await server.register({ plugin: mongoLocksPlugin, options: { mongoUrl: 'mongodb://h', databaseName: 'd', jobs: { reconcile: { everyMs: 60_000, run: async () => {} } } } })
   const jobRuns: number = server.jobs.reconcile.runs
-  return { leading, pid, runs, jobRuns }
+  await server.register({ plugin: mongoLocksPlugin, options: { mongoUrl: 'mongodb://h', databaseName: 'd', election: { key: 'scheduler', onElected: (signal) => signal.aborted } } })
+  const leads: boolean | undefined = server.election?.isLeader
+  return { leading, pid, runs, jobRuns, leads }
 }
