@@ -4,6 +4,7 @@
 // primitives.test.mjs.
 import { describe, it, expect } from 'vitest'
 import { lib, sleep, useLocker } from './support.mjs'
+import { stockLockManager } from '../scripts/stock-mongo-locks.mjs'
 
 const { LockManager } = lib
 
@@ -48,12 +49,18 @@ describe('semaphore', () => {
     }
   })
 
-  it('shares the collection with plain locks of the same key', async () => {
+  it('shares the collection with plain locks and stock mongo-locks on the same key', async () => {
+    const { locker: stock } = await stockLockManager(t.ctx.db, t.ctx.collection)
     const plain = await t.locker.lock('exports')
+    const stockHeld = await stock.lock('stock-exports')
     const permit = await t.locker.semaphore('exports', { limit: 1 }).acquire()
-    expect(plain && permit).toBeTruthy()
-    await plain.free()
-    await permit.free()
+    const read = await t.locker.readWriteLock('exports').read()
+    expect(plain && stockHeld && permit && read).toBeTruthy()
+    expect(await stock.lock('exports')).toBeNull() // stock sees our plain lock, as ever
+    expect(await t.ctx.collection.countDocuments()).toBe(4)
+    for (const lock of [plain, permit, read]) await lock.free()
+    await stockHeld.free()
+    expect(await t.ctx.collection.countDocuments()).toBe(0)
   })
 })
 
