@@ -201,6 +201,7 @@ class Election {
     done = (async () => {
       const onLost = () => stepDown('lost')
       lock.signal.addEventListener('abort', onLost, { once: true })
+      if (lock.signal.aborted) stepDown('lost') // lost before lock() resolved
       this.#term = term
       if (this.#onElected) {
         Promise.resolve()

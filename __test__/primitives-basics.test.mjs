@@ -90,10 +90,11 @@ describe('read/write lock', () => {
     await r3.free()
   })
 
-  it('a writer that gives up waiting frees its document, so readers are not kept out by it', async () => {
+  it('a writer that gives up waiting frees its document at once (minHoldMs is for locks handed out), so readers are not kept out by it', async () => {
     const rw = t.locker.readWriteLock('catalogue')
     const r = await rw.read()
-    expect(await rw.write({ waitMs: 300 })).toBeNull()
+    expect(await rw.write({ waitMs: 300, minHoldMs: 60_000 })).toBeNull()
+    expect(await t.ctx.collection.countDocuments({ 'action.writer': true })).toBe(0)
     const r2 = await rw.read()
     expect(r2).not.toBeNull()
     await r.free()
@@ -105,8 +106,8 @@ describe('minHoldMs', () => {
   const t = useLocker('min-hold', { ttlMs: 5000, refreshMs: 1000 })
 
   it('free() before minHoldMs keeps the key taken until it passes; free() after it deletes at once', async () => {
+    const started = Date.now() // minHoldMs counts from the attempt that took it
     const lock = await t.locker.lock('nightly', { minHoldMs: 1500 })
-    const started = Date.now()
     expect(await lock.free()).toBe(true)
     expect(lock.locked).toBe(false)
     expect(await t.locker.lock('nightly')).toBeNull() // still taken

@@ -85,7 +85,7 @@ impl Claim {
 
   async fn give_up(&mut self, core: &Arc<Core>) {
     if let Claim::Write { staged: Some(writer), .. } = self {
-      let _ = core.release(writer).await;
+      let _ = core.withdraw(writer).await;
     }
   }
 }
@@ -460,6 +460,23 @@ impl Core {
       tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed");
     }
     Ok(deleted == 1 && !state.is_lost())
+  }
+
+  /// Gives back a lock that was never handed out (a reader stepping back
+  /// for a writer, a writer that gave up waiting for readers): deleted at
+  /// once, whatever its `minHoldMs`, which is for locks a caller held.
+  pub async fn withdraw(&self, state: &Arc<LockState>) -> LockResult<()> {
+    state.unlock();
+    self.held.lock().unwrap().remove(&state.id);
+    if state.nothing_to_delete() || self.is_closed() {
+      return Ok(());
+    }
+    let deleted = self.store().await?.delete(&[state.id]).await?;
+    state.set_nothing_to_delete();
+    if deleted == 1 {
+      self.waiters.wake(&state.key);
+    }
+    Ok(())
   }
 
   /// The end of `state`'s `minHoldMs`, if it is still ahead in the

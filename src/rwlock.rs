@@ -53,7 +53,7 @@ impl RwLock {
     // A writer may have come in between our first look and our slot, and
     // looked for readers before our slot was there: it goes first.
     if self.writer_present(core, store).await? {
-      core.release(&reader).await?;
+      core.withdraw(&reader).await?;
       return Ok(Attempt::Held);
     }
     Ok(Attempt::Acquired(reader))
