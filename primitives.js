@@ -184,6 +184,7 @@ class Election {
 
   /** One term: from election to demotion. */
   async #lead(lock) {
+    if (lock.signal.aborted) return // lost before lock() resolved: not elected after all
     const controller = new AbortController()
     let stepDown
     const demoted = new Promise((resolve) => {
@@ -201,7 +202,6 @@ class Election {
     done = (async () => {
       const onLost = () => stepDown('lost')
       lock.signal.addEventListener('abort', onLost, { once: true })
-      if (lock.signal.aborted) stepDown('lost') // lost before lock() resolved
       this.#term = term
       if (this.#onElected) {
         Promise.resolve()
