@@ -163,6 +163,14 @@ export function exportedSymbols(file) {
     .map((f) => f[7].replace(/@.*/, '')))
 }
 
+/**
+ * A binary grown by accident (debug info left in, a heavy new dependency)
+ * fails here. MONGODB-AWS (the crate's aws-auth: the AWS SDK's credential
+ * chain and aws-lc) took x64 from 9.8 to 17.3 MiB; this leaves room, not a
+ * second such jump.
+ */
+const SIZE_BUDGET_MIB = 20
+
 /** The checks a release binary must pass, as [label, ok, detail] rows. */
 export function checkBinary(t, info) {
   return [
@@ -176,7 +184,7 @@ export function checkBinary(t, info) {
       : ['no glibc symbol versions', info.glibcVersions.length === 0, info.glibcVersions.join(' ') || 'none'],
     ['stripped (no .symtab, no .debug_*)', info.stripped, info.stripped ? 'stripped' : `symtab=${info.symtab} ${info.debugSections.join(' ')}`],
     ['exports napi_register_module_v1', info.napiEntry, String(info.napiEntry)],
-    ['under 16 MiB', info.bytes < 16 * 1024 * 1024, `${(info.bytes / 1048576).toFixed(2)} MiB`],
+    [`under ${SIZE_BUDGET_MIB} MiB`, info.bytes < SIZE_BUDGET_MIB * 1024 * 1024, `${(info.bytes / 1048576).toFixed(2)} MiB`],
   ]
 }
 
