@@ -80,6 +80,8 @@ pub struct AllocStats {
   pub malloc_free_kept: Option<f64>,
   pub malloc_mmapped: Option<f64>,
   pub malloc_arena: Option<f64>,
+  /// How many times the core trimmed after a burst (see `trim`).
+  pub trims: u32,
   /// Size of the last lock() call's future, as spawned (bytes).
   pub lock_future_bytes: u32,
 }
@@ -106,6 +108,7 @@ pub fn alloc_stats() -> AllocStats {
     malloc_free_kept: m.1,
     malloc_mmapped: m.2,
     malloc_arena: m.3,
+    trims: crate::trim::trims() as u32,
     lock_future_bytes: LOCK_FUTURE_BYTES.load(Relaxed) as u32,
   }
 }

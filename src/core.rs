@@ -136,7 +136,9 @@ impl Core {
 
   /// Runs `fut` in this manager's span (so its log events reach its logger)
   /// and counts and logs a server failure.
+  /// While it runs, the call counts as in flight (see `trim`).
   pub async fn traced<T>(&self, fut: impl Future<Output = LockResult<T>>) -> LockResult<T> {
+    let _op = crate::trim::Op::enter();
     let res = fut.instrument(self.route.span()).await;
     if let Err(LockError::Server { message, .. }) = &res {
       Stats::bump(&self.stats.errors);

@@ -36,6 +36,7 @@ mod semaphore;
 mod signals;
 mod stats;
 mod store;
+mod trim;
 mod values;
 mod wait;
 
