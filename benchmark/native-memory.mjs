@@ -14,7 +14,8 @@
 // each lock, `--on-lost` passes `onLost` (the JS-side extras a lock can have).
 // burst N: N concurrent lock() calls on fresh keys, all freed; RSS, Rust
 // live bytes and glibc's mallinfo2 before, at the peak and after; with
-// `--trim`, also after a malloc_trim(0) from JS (the experiment).
+// `--trim`, also after a malloc_trim(0) from JS (the experiment); with
+// `--gc-early`, a full GC right after the frees.
 import { MongoClient } from 'mongodb'
 import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -99,6 +100,9 @@ try {
     const burstMs = Date.now() - t0
     const taken = held.length
     held.length = 0
+    // `--gc-early`: collect the burst's lock objects at once, before the
+    // core's trim (1 s after the last call), instead of only at the sample.
+    if (flags.includes('--gc-early')) gc()
     await sleep(2000)
     const after = await sample()
     const out = {
