@@ -136,7 +136,9 @@ impl Core {
 
   /// Runs `fut` in this manager's span (so its log events reach its logger)
   /// and counts and logs a server failure.
+  /// While it runs, the call counts as in flight (see `trim`).
   pub async fn traced<T>(&self, fut: impl Future<Output = LockResult<T>>) -> LockResult<T> {
+    let _op = crate::trim::Op::enter();
     let res = fut.instrument(self.route.span()).await;
     if let Err(LockError::Server { message, .. }) = &res {
       Stats::bump(&self.stats.errors);
@@ -157,7 +159,11 @@ impl Core {
       return Err(LockError::Closed);
     }
     let _flight = self.flights.enter();
-    self.store.get_or_try_init(|| Store::connect(&self.config, &self.clock, &self.tried)).await
+    // Boxed, and made only when it runs: connecting's future (parsing the
+    // URL, DNS, the indexes, the clock) is about 20 KB, and inline it
+    // would be part of every call that awaits `store()`, held for as long
+    // as the call waits (issue 14: 21.7 KB per queued lock() call).
+    self.store.get_or_try_init(|| Box::pin(Store::connect(&self.config, &self.clock, &self.tried))).await
   }
 
   /// The settings of the last connection attempt, before it succeeded.

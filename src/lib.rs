@@ -18,6 +18,8 @@
 //! - `stats`: the counters of `locker.stats()`
 //! - `values`: reading and describing JS values
 
+#[cfg(feature = "alloc-stats")]
+mod alloc_stats;
 mod clock;
 mod config;
 mod connection;
@@ -34,6 +36,7 @@ mod semaphore;
 mod signals;
 mod stats;
 mod store;
+mod trim;
 mod values;
 mod wait;
 

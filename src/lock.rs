@@ -242,7 +242,10 @@ impl NativeLock {
   pub fn free<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
     signals::forget(env, &self.state.id);
     let (core, state) = (self.core.clone(), self.state.clone());
-    env.spawn_future_with_callback(async move { Ok(core.traced(core.release(&state)).await) }, |env, res| {
+    let fut = async move { Ok(core.traced(Box::pin(core.release(&state))).await) };
+    #[cfg(feature = "alloc-stats")]
+    crate::alloc_stats::note_size("free", &fut);
+    env.spawn_future_with_callback(fut, |env, res| {
       res.map_err(|e| to_napi(env, &e))
     })
   }
