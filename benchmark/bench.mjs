@@ -82,6 +82,7 @@ function parseArgs(argv) {
   const only = option(argv, '--only')
   if (only !== undefined) {
     const wanted = only.split(',')
+    config.only = wanted
     if (!wanted.includes('primitives')) config.primitives = null
     const unknown = wanted.filter((s) => !(s in config.scenarios) && s !== 'primitives')
     if (unknown.length) throw new TypeError(`--only: unknown scenario ${unknown.join(', ')} (known: ${Object.keys(config.scenarios).join(', ')}, primitives)`)
@@ -206,7 +207,8 @@ async function main() {
   const machine = { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, platform: `${os.platform()} ${os.arch()}` }
   const results = { date: new Date().toISOString(), mode: config.mode, runs: config.runs, machine, server: serverInfo, config, notes, scenarios: summary, targets, primitives }
   // The quick smoke run (CI) must not overwrite the full results the README quotes.
-  const resultsFile = path.join(here, config.mode === 'quick' ? 'results-quick.json' : 'results.json')
+  // Nor a partial run (--only) the whole run's file.
+  const resultsFile = path.join(here, config.mode === 'quick' ? 'results-quick.json' : config.only ? `results-${config.only.join('-')}.json` : 'results.json')
   writeFileSync(resultsFile, JSON.stringify(results, null, 2) + '\n')
 
   const header = `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; ${serverInfo.description}; medians of ${config.runs} run${config.runs > 1 ? 's' : ''} (${config.mode} mode)`
