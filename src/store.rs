@@ -225,12 +225,12 @@ impl Store {
       "holder": self.holder.clone(),
     };
     let attempt = async {
-      match self.locks.insert_one(lock.clone()).await {
+      match self.locks.insert_one(&lock).await {
         Err(e) if is_transient(&e) => {
           // The first insert may have reached the server before the
           // connection broke: then the retry meets our own document as a
           // duplicate, and a read of our `_id` (on the primary) tells.
-          match self.locks.insert_one(lock).await {
+          match self.locks.insert_one(&lock).await {
             Err(e) if is_duplicate_key(&e) => self.locks.find_one(doc! { "_id": id }).await.map(|found| found.is_some()),
             other => other.map(|_| true),
           }
