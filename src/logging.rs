@@ -36,6 +36,9 @@ static INSTALL: Once = Once::new();
 /// A manager's identity for log routing; unregisters its logger on drop.
 pub struct LogRoute {
   pub id: u64,
+  /// Made once: a span per call cost an allocation in the subscriber's
+  /// registry and its `ManagerId` extension on every operation.
+  span: tracing::Span,
 }
 
 impl LogRoute {
@@ -50,12 +53,15 @@ impl LogRoute {
     if let Some(sink) = logger {
       SINKS.write().unwrap().get_or_insert_with(HashMap::new).insert(id, sink);
     }
-    LogRoute { id }
+    // Outside any caller's span, as the per-call spans were (they were made
+    // at the start of a task, where no span is current).
+    let span = tracing::info_span!(parent: None, "mongo_locks", manager = id);
+    LogRoute { id, span }
   }
 
-  /// The span every operation of this manager runs in.
+  /// The span every operation of this manager runs in (the same one each time).
   pub fn span(&self) -> tracing::Span {
-    tracing::info_span!("mongo_locks", manager = self.id)
+    self.span.clone()
   }
 }
 

@@ -10,7 +10,7 @@ use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
+use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document, RawBson, RawDocumentBuf};
 use mongodb::error::ErrorKind;
 use mongodb::options::{
   Acknowledgment, ClientOptions, CollectionOptions, IndexOptions, ReadConcern, ReadPreference, ReturnDocument,
@@ -50,6 +50,8 @@ pub struct Store {
   /// The longest half round trip a clock sample may have to be used.
   max_half_rtt: Duration,
   locks: Collection<Document>,
+  /// `locks`, for inserts of documents already in BSON bytes.
+  raw_locks: Collection<RawDocumentBuf>,
   /// Per-key counters behind fencing tokens: `<collection>.fencing`.
   fencing: Collection<Document>,
   /// Whether writes use `w: "majority"`.
@@ -58,8 +60,10 @@ pub struct Store {
   pub settings: EffectiveSettings,
   /// CA and client-key files rustls reads; removed on shutdown.
   files: std::sync::Mutex<Option<TlsFiles>>,
-  /// `holder` of every lock document we write (see `lock::Holder`).
-  holder: Document,
+  /// `holder` of every lock document we write (see `lock::Holder`), in
+  /// BSON bytes made once: each insert copies them instead of cloning a
+  /// `Document` (a map and eight strings) per lock.
+  holder: RawDocumentBuf,
 }
 
 /// What a `hello` told us besides the time.
@@ -125,9 +129,17 @@ impl Store {
       }
       db.collection_with_options::<Document>(name, options)
     };
+    let locks = with(&config.collection);
+    let holder = doc! {
+      "host": &config.holder.host,
+      "pid": config.holder.pid as i64,
+      "app": &config.holder.app,
+      "manager": &config.holder.manager,
+    };
     let store = Store {
       gate: tokio::sync::Semaphore::new(in_flight),
-      locks: with(&config.collection),
+      raw_locks: locks.clone_with_type(),
+      locks,
       fencing: with(&format!("{}.fencing", config.collection)),
       client,
       timeout,
@@ -135,12 +147,8 @@ impl Store {
       majority,
       settings,
       files: std::sync::Mutex::new(Some(files)),
-      holder: doc! {
-        "host": &config.holder.host,
-        "pid": config.holder.pid as i64,
-        "app": &config.holder.app,
-        "manager": &config.holder.manager,
-      },
+      holder: RawDocumentBuf::from_document(&holder)
+        .map_err(|e| LockError::invalid(format!("mongo-locks-native: the holder cannot be stored: {e}")))?,
     };
     store.ensure_indexes().await?;
     tracing::debug!(
@@ -226,21 +234,29 @@ impl Store {
   /// the caller removes document `id`.
   pub async fn insert(&self, id: ObjectId, action: &Bson, now: &ServerNow, ttl: Duration) -> LockResult<bool> {
     let at = now.estimate();
-    let lock = doc! {
-      "_id": id,
-      "action": action.clone(),
-      "createdAt": at,
-      "refreshedAt": at,
-      "expiresAt": clock::after(at, ttl),
-      "holder": self.holder.clone(),
-    };
-    let attempt = || async move {
-      match self.locks.insert_one(lock.clone()).await {
+    // The same fields, in the same order, as mongo-locks writes (plus
+    // `holder`), appended straight to BSON bytes.
+    let mut lock = RawDocumentBuf::new();
+    lock.append("_id", id);
+    match action {
+      Bson::String(text) => lock.append_ref("action", text.as_str()),
+      other => lock.append(
+        "action",
+        RawBson::try_from(other.clone())
+          .map_err(|e| LockError::invalid(format!("mongo-locks-native: the key cannot be stored: {e}")))?,
+      ),
+    }
+    lock.append("createdAt", at);
+    lock.append("refreshedAt", at);
+    lock.append("expiresAt", clock::after(at, ttl));
+    lock.append_ref("holder", &self.holder);
+    let attempt = || async {
+      match self.raw_locks.insert_one(&lock).await {
         Err(e) if is_transient(&e) => {
           // The first insert may have reached the server before the
           // connection broke: then the retry meets our own document as a
           // duplicate, and a read of our `_id` (on the primary) tells.
-          match self.locks.insert_one(lock).await {
+          match self.raw_locks.insert_one(&lock).await {
             Err(e) if is_duplicate_key(&e) => self.locks.find_one(doc! { "_id": id }).await.map(|found| found.is_some()),
             other => other.map(|_| true),
           }
