@@ -60,6 +60,7 @@ export function ensureFerretDB() {
 /**
  * Starts FerretDB and resolves to `{ url, port, dataDir, stop(), restart() }`.
  * `dataDir` survives `restart()` (the same data directory), and is removed by `stop()`.
+ * `metricsUrl` serves its Prometheus metrics (the benchmark counts commands there).
  * `port` picks the port (a test that connects before the server exists); default: a free one.
  *
  * `tls: { certFile, keyFile, caFile? }` (e.g. from makeTestCA() of
@@ -148,6 +149,8 @@ export async function startFerretDB({ replSetName, dataDir, port: wanted, tls, a
     ...(auth && { authUrl: `mongodb://${credentials}127.0.0.1:${port}/${query}&authSource=admin` }),
     ...(tls && auth && { tlsAuthUrl: `mongodb://${credentials}localhost:${tlsPort}/${tlsQuery}&authSource=admin` }),
     dataDir: dir,
+    /** Its Prometheus metrics (the --debug-addr handler): per-command request counters and more. */
+    metricsUrl: `http://127.0.0.1:${debugPort}/debug/metrics`,
     /** Stops the server and keeps its data (for restart tests). */
     halt,
     /** Starts it again on the same port and data directory. */
