@@ -6,6 +6,8 @@
 //   ping()                  one server round trip on the library's own driver
 //   refreshCounters()       { commands, lockRefreshes } sent by the background refresh
 //   close()                 closes everything and drops the scenario's collection
+//                           (unless opened with dropOnClose: false, for a process
+//                           that shares the collection with others still running)
 import { MongoClient } from 'mongodb'
 import { createRequire } from 'node:module'
 import { stockLockManager } from '../scripts/stock-mongo-locks.mjs'
@@ -38,13 +40,15 @@ async function loadAddon() {
  * Opens `library` on a fresh collection. `monitorCommands` turns on the
  * Node driver's command events (to count stock's refresh updates); it is
  * off otherwise because it slows down every command of the Node driver.
+ * `dropOnClose: false` leaves the collection to whoever opened it first
+ * (scenario 8: participant processes share their parent's collection).
  */
-export async function openLibrary(library, { url, collectionName, oursOptions, monitorCommands = false }) {
+export async function openLibrary(library, { url, collectionName, oursOptions, monitorCommands = false, dropOnClose = true }) {
   const client = await MongoClient.connect(url, { monitorCommands })
   const db = client.db(DATABASE)
   const collection = db.collection(collectionName)
   const dropAndClose = async () => {
-    await collection.drop().catch(() => {})
+    if (dropOnClose) await collection.drop().catch(() => {})
     await client.close()
   }
   try {

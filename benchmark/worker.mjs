@@ -21,18 +21,21 @@ function countStockRefreshFailures() {
   return counter
 }
 
-async function measure({ scenario, library, run, url, config }) {
+async function measure({ scenario, library, run, url, metricsUrl, config }) {
   const settings = config.scenarios[scenario]
   const refreshFailures = library === 'stock' ? countStockRefreshFailures() : null
+  const collectionName = `${scenario}-${library}-run${run}-${process.pid}-${Date.now()}`
   const lib = await openLibrary(library, {
     url,
-    collectionName: `${scenario}-${library}-run${run}-${process.pid}-${Date.now()}`,
+    collectionName,
     oursOptions: scenario === 'holding' ? config.oursHoldingOptions : undefined,
     monitorCommands: scenario === 'holding',
   })
   try {
     await warmUp(lib)
-    const result = await SCENARIOS[scenario](lib, settings)
+    // The context is for scenario 8, whose participant processes open the
+    // library on this same collection (this process drops it at the end).
+    const result = await SCENARIOS[scenario](lib, settings, { library, url, metricsUrl, collectionName })
     const stats = lib.stats()
     if (stats && (stats.lost || stats.errors)) {
       result.notes.push(`stats() reports lost: ${stats.lost}, errors: ${stats.errors}`)
