@@ -1,7 +1,8 @@
 // `npm run bench [-- --quick] [-- --runs N]`: mongo-locks-native against
 // stock mongo-locks 3.2 (on the Node mongodb driver), same server, same run.
 // Also: `--locks N` (locks held in scenario 4), `--only holding,eventLoop`
-// (a subset of: uncontended, throughput, contention, holding, eventLoop, cpu, burst).
+// (a subset of: uncontended, throughput, contention, holding, eventLoop, cpu, burst,
+// handover). Scenario 8 (handover) forks its own participant processes.
 // `--burst N` sets the number of concurrent acquisitions of scenario 7.
 // The server is MONGO_URL when set, else a throwaway local FerretDB.
 //
@@ -46,6 +47,8 @@ function modeConfig(quick) {
       eventLoop: { ratePerSec: quick ? 200 : 1000, durationMs: quick ? 1000 : 10_000 },
       cpu: { iterations: quick ? 200 : 4000, blocks: quick ? 2 : 8 },
       burst: { locks: quick ? 500 : 10_000, settleMs: quick ? 500 : 3000 },
+      // Issue 14: 32 waiters across 4 processes, as scenario 3's 32 in one.
+      handover: { processes: 4, waitersPerProcess: 8, rounds: quick ? 1 : 3, holdMs: 1, waitMs: 30_000 },
     },
     // Ours alone (stock has none of them): see primitives.mjs.
     primitives: { iterations: quick ? 50 : 500, durationMs: quick ? 1000 : 5000, electionRounds: quick ? 3 : 20 },
@@ -159,7 +162,7 @@ function slowHoldWarning(config, serverInfo) {
 }
 
 /** run → scenario → both libraries, the order flipping every run (ABBA…). */
-async function runAll(config, url) {
+async function runAll(config, server) {
   const runs = Object.fromEntries(Object.keys(config.scenarios).map((s) => [s, { ours: [], stock: [] }]))
   const notes = new Set()
   for (let run = 1; run <= config.runs; run++) {
@@ -167,8 +170,9 @@ async function runAll(config, url) {
     for (const scenario of Object.keys(config.scenarios)) {
       for (const library of order) {
         const started = Date.now()
-        const result = await measure({ scenario, library, run, url, config })
-        console.log(`  run ${run}/${config.runs}  ${SCENARIO_TITLES[scenario].padEnd(24)} ${LABELS[library].padEnd(20)} ${((Date.now() - started) / 1000).toFixed(1)} s`)
+        // metricsUrl: the FerretDB started here counts commands for scenario 8 (none with MONGO_URL).
+        const result = await measure({ scenario, library, run, url: server.url, metricsUrl: server.metricsUrl, config })
+        console.log(`  run ${run}/${config.runs}  ${SCENARIO_TITLES[scenario].padEnd(26)} ${LABELS[library].padEnd(20)} ${((Date.now() - started) / 1000).toFixed(1)} s`)
         runs[scenario][library].push(result)
         for (const note of result.notes) notes.add(`${SCENARIO_TITLES[scenario]}, ${LABELS[library]}: ${note}`)
         if (result.libraryNotes.includes('ttlDropped')) {
@@ -191,7 +195,7 @@ async function main() {
     console.log(`Benchmark (${config.mode} mode, ${config.runs} run${config.runs > 1 ? 's' : ''} per scenario and library) on ${serverInfo.description}`)
     slowHold = slowHoldWarning(config, serverInfo)
     if (slowHold) console.log(`Warning: ${slowHold}`)
-    ;({ runs, notes } = await runAll(config, server.url))
+    ;({ runs, notes } = await runAll(config, server))
     if (config.primitives) primitives = measurePrimitivesInChild(server.url, config.primitives)
   } finally {
     await stop()

@@ -1,7 +1,9 @@
-// The five scenarios, each written once against the interface of
-// libraries.mjs. Each resolves to { metrics, notes }: metrics are flat
-// numbers (null when not measurable), notes are short remarks for the report.
+// The scenarios, each written once against the interface of libraries.mjs.
+// Each resolves to { metrics, notes }: metrics are flat numbers (null when
+// not measurable), notes are short remarks for the report. Scenario 8
+// (cross-process hand-over) forks processes of its own: see handover.mjs.
 import { performance } from 'node:perf_hooks'
+import { handover } from './handover.mjs'
 import { percentile, pool, sleep } from './stats.mjs'
 
 const now = () => performance.now()
@@ -136,7 +138,7 @@ const backoffMs = (attempt) => Math.min(2 ** attempt * 5, 100) * (0.5 + Math.ran
  * Waits for `key`: the library's own wait (ours: lock(key, { waitMs })),
  * and, if that gives up with null, the seed's retry-with-backoff loop.
  */
-async function acquireWaiting(lib, key, waitMs, counts) {
+export async function acquireWaiting(lib, key, waitMs, counts) {
   const lock = await lib.lockWaiting(key, waitMs)
   if (lock) return lock
   counts.fallbacks++
@@ -348,4 +350,4 @@ export async function eventLoop(lib, { ratePerSec, durationMs }) {
   }
 }
 
-export const SCENARIOS = { uncontended, throughput, contention, holding, eventLoop, cpu, burst }
+export const SCENARIOS = { uncontended, throughput, contention, holding, eventLoop, cpu, burst, handover }
