@@ -27,7 +27,20 @@ use crate::values::describe;
 type Value = Either3<String, f64, bool>;
 /// One log line on its way to JS: (level, message, fields).
 type Line = (String, String, HashMap<String, Value>);
-type Sink = ThreadsafeFunction<Line, Unknown<'static>, FnArgs<Line>, Status, false, true>;
+type Tsfn = ThreadsafeFunction<Line, Unknown<'static>, FnArgs<Line>, Status, false, true>;
+
+/// A JS logger as Rust holds it: the call into JS, and which levels the
+/// logger has a method for. An event of a level it lacks is dropped here,
+/// on the thread that raised it: the default console logger has only
+/// `warn` and `error`, and sending it every debug event would wake the JS
+/// thread twice per lock+free for nothing.
+pub struct Sink {
+  tsfn: Tsfn,
+  /// debug, info, warn, error
+  levels: [bool; 4],
+}
+
+const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
 
 static SINKS: RwLock<Option<HashMap<u64, Arc<Sink>>>> = RwLock::new(None);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -87,13 +100,13 @@ pub fn sink_from_js(env: &Env, logger: &Unknown) -> crate::errors::LockResult<Ar
     return Err(bad("not an object"));
   }
   let obj: Object = unsafe { logger.cast() }.map_err(|_| bad("unreadable"))?;
-  let has_any = ["debug", "info", "warn", "error"].iter().any(|m| {
+  let levels = LEVELS.map(|m| {
     obj
       .get_named_property::<Unknown>(m)
       .map(|f| f.get_type().ok() == Some(ValueType::Function))
       .unwrap_or(false)
   });
-  if !has_any {
+  if !levels.contains(&true) {
     return Err(bad("it has none of them"));
   }
   (|| -> Result<Arc<Sink>> {
@@ -130,7 +143,7 @@ pub fn sink_from_js(env: &Env, logger: &Unknown) -> crate::errors::LockResult<Ar
       .weak::<true>()
       .callee_handled::<false>()
       .build_callback(|ctx| Ok(FnArgs::from(ctx.value)))?;
-    Ok(Arc::new(tsfn))
+    Ok(Arc::new(Sink { tsfn, levels }))
   })()
   .map_err(|e| bad(&e.reason))
 }
@@ -162,16 +175,19 @@ where
       return;
     };
     let Some(sink) = sinks.get(&manager) else { return };
+    let level = match *event.metadata().level() {
+      Level::ERROR => 3,
+      Level::WARN => 2,
+      Level::INFO => 1,
+      _ => 0,
+    };
+    if !sink.levels[level] {
+      return;
+    }
     let mut visitor = Fields::default();
     event.record(&mut visitor);
-    let level = match *event.metadata().level() {
-      Level::ERROR => "error",
-      Level::WARN => "warn",
-      Level::INFO => "info",
-      _ => "debug",
-    };
-    sink.call(
-      (level.to_string(), visitor.message, visitor.fields),
+    sink.tsfn.call(
+      (LEVELS[level].to_string(), visitor.message, visitor.fields),
       ThreadsafeFunctionCallMode::NonBlocking,
     );
   }
