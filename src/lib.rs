@@ -20,6 +20,7 @@
 
 #[cfg(feature = "alloc-stats")]
 mod alloc_stats;
+mod bridge;
 mod clock;
 mod config;
 mod connection;

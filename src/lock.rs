@@ -245,7 +245,7 @@ impl NativeLock {
     let fut = async move { Ok(core.traced(Box::pin(core.release(&state))).await) };
     #[cfg(feature = "alloc-stats")]
     crate::alloc_stats::note_size("free", &fut);
-    env.spawn_future_with_callback(fut, |env, res| {
+    crate::bridge::spawn(env, fut, |env, res| {
       res.map_err(|e| to_napi(env, &e))
     })
   }
@@ -255,7 +255,7 @@ impl NativeLock {
   #[napi(ts_return_type = "Promise<boolean>")]
   pub fn refresh<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
     let (core, state) = (self.core.clone(), self.state.clone());
-    env.spawn_future_with_callback(async move { Ok(core.traced(core.refresh_one(&state)).await) }, |env, res| {
+    crate::bridge::spawn(env, async move { Ok(core.traced(core.refresh_one(&state)).await) }, |env, res| {
       res.map_err(|e| to_napi(env, &e))
     })
   }

@@ -120,7 +120,7 @@ impl LockManager {
       Ok(c) => c,
       Err(e) => return rejected(env, &e),
     };
-    env.spawn_future_with_callback(
+    crate::bridge::spawn(env, 
       async move {
         let ready = core.traced(async { core.store().await.map(|_| ()) }).await;
         if ready.is_err() {
@@ -252,7 +252,7 @@ impl LockManager {
     let core = self.core.clone();
     // At once, so that a lock() called right after close() is refused.
     core.begin_close();
-    env.spawn_future_with_callback(async move { Ok(core.traced(core.close()).await) }, |env, res| match res {
+    crate::bridge::spawn(env, async move { Ok(core.traced(core.close()).await) }, |env, res| match res {
       Ok(ids) => {
         ids.iter().for_each(|id| signals::forget(env, id));
         Ok(())
@@ -274,7 +274,7 @@ impl LockManager {
   #[napi(ts_return_type = "Promise<number>")]
   pub fn ping<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, f64>> {
     let core = self.core.clone();
-    env.spawn_future_with_callback(
+    crate::bridge::spawn(env, 
       async move {
         let res = core
           .traced(async {
@@ -312,7 +312,7 @@ impl LockManager {
       Err(e) => return rejected(env, &e),
     };
     let core = self.core.clone();
-    env.spawn_future_with_callback(
+    crate::bridge::spawn(env, 
       async move {
         let found = core.traced(core.inspect(&action)).await;
         Ok(found.map(|found| found.map(|(doc, now)| LockInspection::of(&doc, &now, &core.config.holder))))
@@ -403,7 +403,7 @@ impl LockManager {
     };
     #[cfg(feature = "alloc-stats")]
     crate::alloc_stats::LOCK_FUTURE_BYTES.store(std::mem::size_of_val(&fut), std::sync::atomic::Ordering::Relaxed);
-    env.spawn_future_with_callback(
+    crate::bridge::spawn(env, 
       fut,
       move |env, (res, core)| {
         call.settle(env, res, |value, watch| {
