@@ -48,7 +48,7 @@ function modeConfig(quick) {
       cpu: { iterations: quick ? 200 : 4000, blocks: quick ? 2 : 8 },
       burst: { locks: quick ? 500 : 10_000, settleMs: quick ? 500 : 3000 },
       // Issue 14: 32 waiters across 4 processes, as scenario 3's 32 in one.
-      handover: { processes: 4, waitersPerProcess: 8, rounds: quick ? 1 : 3, holdMs: 1, waitMs: 30_000 },
+      handover: { processes: 4, waitersPerProcess: 8, rounds: quick ? 1 : 10, holdMs: 1, waitMs: 30_000 },
     },
     // Ours alone (stock has none of them): see primitives.mjs.
     primitives: { iterations: quick ? 50 : 500, durationMs: quick ? 1000 : 5000, electionRounds: quick ? 3 : 20 },

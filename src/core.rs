@@ -26,7 +26,7 @@ use crate::semaphore::Semaphore;
 use crate::signals::{notify_lost, Cancel, LostSink};
 use crate::stats::{Stats, Waiting};
 use crate::store::{Store, BATCH};
-use crate::wait::{backoff, jitter, Waiters};
+use crate::wait::{jitter, Turn, Waiters};
 
 /// Why a held lock stopped being ours.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,7 +76,7 @@ impl Claim {
 
   async fn attempt(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
     match self {
-      Claim::Mutex(action) => core.try_once(store, action, key, req).await,
+      Claim::Mutex(action) => core.try_once(store, action, key, req, || core.waiters.takeover_check_due(key)).await,
       Claim::Permit(semaphore) => semaphore.attempt(core, store, key, req).await,
       Claim::Read(lock) => lock.read_attempt(core, store, key, req).await,
       Claim::Write { lock, staged } => lock.write_attempt(core, store, key, req, staged).await,
@@ -246,6 +246,8 @@ impl Core {
     let ticket = deadline.map(|_| self.waiters.enter(key.clone()));
     let mut waited = WaitTimer { stats: &self.stats, since: None };
     let mut attempt = 0;
+    let mut late = None;
+    let mut try_now = true;
     loop {
       // An attempt is never interrupted: a cancelled insert could leave a
       // lock behind that nobody frees. Cancellation acts between attempts.
@@ -255,14 +257,16 @@ impl Core {
       if self.is_closed() {
         return Err(LockError::Closed); // close() ran while we waited
       }
-      let late = match claim.attempt(self, store, &key, &req).await? {
-        Attempt::Acquired(state) => {
-          self.stats.acquire.observe(Mono::now().since(started));
-          return Ok(Some(state));
-        }
-        Attempt::Held => None,
-        Attempt::TooLate(why) => Some(why),
-      };
+      if try_now {
+        late = match claim.attempt(self, store, &key, &req).await? {
+          Attempt::Acquired(state) => {
+            self.stats.acquire.observe(Mono::now().since(started));
+            return Ok(Some(state));
+          }
+          Attempt::Held => None,
+          Attempt::TooLate(why) => Some(why),
+        };
+      }
       // Out of time: `null` if the key was held, the reason if the server
       // was too slow to grant it in time.
       let out_of_time = || late.clone().map_or(Ok(None), Err);
@@ -271,33 +275,41 @@ impl Core {
       if now >= deadline {
         return out_of_time();
       }
-      let pause = backoff(attempt, jitter()).min(deadline - now);
+      // One waiter of the key in this process polls; the others try when
+      // a local free wakes them (see `wait`). Everyone tries at the deadline.
+      let (pause, polls) = match ticket.turn(attempt, jitter()) {
+        Turn::Poll(pause) => (pause, true),
+        Turn::Sleep(pause) => (pause, false),
+      };
+      let pause = pause.min(deadline - now);
       waited.start();
-      tokio::select! {
-        _ = sleep(pause) => {}
-        _ = ticket.notify.notified() => {}
+      try_now = tokio::select! {
+        _ = sleep(pause) => polls || Instant::now() >= deadline,
+        _ = ticket.notify.notified() => true,
         _ = cancelled() => return Err(LockError::Aborted),
         _ = stopped.changed() => return Err(LockError::Closed),
-      }
+      };
       attempt = attempt.saturating_add(1);
     }
   }
 
   /// One attempt: insert; if held, take it over only if it certainly
-  /// expired (conditional delete, then insert again); with fencing, take a
-  /// token. The lock is handed out only if its deadline is still ahead.
+  /// expired (conditional delete, then insert again; asked only when
+  /// `check_expired()` says so); with fencing, take a token. The lock is
+  /// handed out only if its deadline is still ahead.
   pub(crate) async fn try_once(
     self: &Arc<Self>,
     store: &Store,
     action: &Bson,
     key: &str,
     req: &LockRequest,
+    check_expired: impl FnOnce() -> bool,
   ) -> LockResult<Attempt> {
     let _flight = self.flights.enter();
     let id = ObjectId::new();
     let mut now = self.server_now()?;
     let mut acquired = self.insert(store, id, action, &now).await?;
-    if !acquired && store.delete_expired(action, self.server_now()?.earliest()).await? {
+    if !acquired && check_expired() && store.delete_expired(action, self.server_now()?.earliest()).await? {
       tracing::warn!(target: "mongo_locks_native", action = %key_text(action), "took over an expired lock");
       Stats::bump(&self.stats.taken_over);
       now = self.server_now()?;

@@ -2,18 +2,38 @@
 //! (so waiters in other processes do not hammer the server), and an
 //! in-process wake-up when a local holder frees the key (so a waiter in
 //! the same process does not sleep out a backoff step for nothing).
+//!
+//! The waiters of one key in one process share the asking: one of them,
+//! the poller, retries on a timer, at `n` times the rate one waiter would
+//! (capped at `1 / FIRST_BACKOFF`), where `n` is how many wait; the others
+//! try only when a local free wakes them, or when they take over polling.
+//! So a process asks the server about a key no more often than its
+//! waiters did when each polled on its own, and a key freed in another
+//! process is seen `n` times sooner than by any one of them (issue 14:
+//! cross-process hand-over). Waiters that each asked on their own also
+//! asked in bursts, all at their first few short pauses at once.
+//!
+//! An attempt that finds the key held also asks whether the holder expired
+//! (a conditional delete, a second command). A waiting key asks that at
+//! most every `TAKEOVER_CHECK_EVERY` per process: a holder that died is
+//! taken over up to that much later than its expiry, and a held key costs
+//! one command per attempt instead of two.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// First pause between attempts.
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 /// Longest pause between attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_millis(250);
+/// How often a process asks whether the holder of a key it waits for
+/// expired (see the module's doc).
+pub const TAKEOVER_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// The pause before attempt `attempt + 1`: 5 ms doubling up to 250 ms,
 /// scaled by a random factor in [0.5, 1) so waiters spread out.
@@ -36,10 +56,20 @@ pub fn jitter() -> f64 {
   (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Per-key wake-ups for the waiters of this process.
+/// Per-key wake-ups and polling for the waiters of this process.
 #[derive(Default)]
 pub struct Waiters {
-  keys: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
+  keys: Mutex<HashMap<String, KeyWaiters>>,
+}
+
+struct KeyWaiters {
+  notify: Arc<Notify>,
+  /// How many wait on the key.
+  count: usize,
+  /// Whether one of them polls (see the module's doc).
+  polled: bool,
+  /// When this process last asked whether the key's holder expired.
+  takeover_checked: Option<Instant>,
 }
 
 /// Held while waiting on a key; leaving unregisters the waiter.
@@ -47,20 +77,69 @@ pub struct WaitTicket<'a> {
   waiters: &'a Waiters,
   key: String,
   pub notify: Arc<Notify>,
+  polls: AtomicBool,
 }
 
 impl Waiters {
   pub fn enter(&self, key: String) -> WaitTicket<'_> {
     let mut keys = self.keys.lock().unwrap();
-    let entry = keys.entry(key.clone()).or_insert_with(|| (Arc::new(Notify::new()), 0));
-    entry.1 += 1;
-    WaitTicket { waiters: self, key, notify: entry.0.clone() }
+    let entry = keys.entry(key.clone()).or_insert_with(|| KeyWaiters {
+      notify: Arc::new(Notify::new()),
+      count: 0,
+      polled: false,
+      takeover_checked: None,
+    });
+    entry.count += 1;
+    WaitTicket { waiters: self, key, notify: entry.notify.clone(), polls: AtomicBool::new(false) }
   }
 
   /// A local holder freed `key`: wake one local waiter, if any.
   pub fn wake(&self, key: &str) {
-    if let Some((notify, _)) = self.keys.lock().unwrap().get(key) {
-      notify.notify_one();
+    if let Some(entry) = self.keys.lock().unwrap().get(key) {
+      entry.notify.notify_one();
+    }
+  }
+
+  /// Whether an attempt on `key` that finds it held should also ask if the
+  /// holder expired: always when nobody here waits on it (a single
+  /// attempt), else at most every `TAKEOVER_CHECK_EVERY`.
+  pub fn takeover_check_due(&self, key: &str) -> bool {
+    let mut keys = self.keys.lock().unwrap();
+    let Some(entry) = keys.get_mut(key) else { return true };
+    let now = Instant::now();
+    if entry.takeover_checked.is_some_and(|at| now.duration_since(at) < TAKEOVER_CHECK_EVERY) {
+      return false;
+    }
+    entry.takeover_checked = Some(now);
+    true
+  }
+}
+
+/// What a waiter does when its pause ends.
+pub enum Turn {
+  /// Poll: try again, then pause this long.
+  Poll(Duration),
+  /// Another waiter polls: sleep this long (or until woken), then ask again.
+  Sleep(Duration),
+}
+
+impl WaitTicket<'_> {
+  /// This waiter's turn after `attempt` pauses: the poller (it becomes
+  /// one if nobody polls) pauses `backoff / n`, never less than the first
+  /// backoff; the others sleep a full backoff step.
+  pub fn turn(&self, attempt: u32, random: f64) -> Turn {
+    let mut keys = self.waiters.keys.lock().unwrap();
+    let Some(entry) = keys.get_mut(&self.key) else { return Turn::Poll(backoff(attempt, random)) };
+    if !self.polls.load(Relaxed) && !entry.polled {
+      entry.polled = true;
+      self.polls.store(true, Relaxed);
+    }
+    let pause = backoff(attempt, random);
+    if self.polls.load(Relaxed) {
+      let floor = backoff(0, random);
+      Turn::Poll((pause / entry.count.max(1) as u32).max(floor))
+    } else {
+      Turn::Sleep(pause)
     }
   }
 }
@@ -69,8 +148,12 @@ impl Drop for WaitTicket<'_> {
   fn drop(&mut self) {
     let mut keys = self.waiters.keys.lock().unwrap();
     if let Some(entry) = keys.get_mut(&self.key) {
-      entry.1 -= 1;
-      if entry.1 == 0 {
+      entry.count -= 1;
+      if self.polls.load(Relaxed) {
+        // The next waiter whose pause ends polls.
+        entry.polled = false;
+      }
+      if entry.count == 0 {
         keys.remove(&self.key);
       }
     }
@@ -102,9 +185,40 @@ mod tests {
     let w = Waiters::default();
     let a = w.enter("k".into());
     let b = w.enter("k".into());
-    assert_eq!(w.keys.lock().unwrap()["k"].1, 2);
+    assert_eq!(w.keys.lock().unwrap()["k"].count, 2);
     drop(a);
     drop(b);
     assert!(w.keys.lock().unwrap().is_empty());
+  }
+
+  #[test]
+  fn one_waiter_of_a_key_polls_for_all_of_them() {
+    let w = Waiters::default();
+    let tickets: Vec<_> = (0..8).map(|_| w.enter("k".into())).collect();
+    let polls = |t: &WaitTicket| matches!(t.turn(10, 1.0), Turn::Poll(_));
+    // The first to pause polls, at 8 times one waiter's rate; the rest sleep a full step.
+    assert!(matches!(tickets[0].turn(10, 1.0), Turn::Poll(p) if p == MAX_BACKOFF / 8));
+    assert!(matches!(tickets[1].turn(10, 1.0), Turn::Sleep(p) if p == MAX_BACKOFF));
+    assert_eq!(tickets.iter().filter(|t| polls(t)).count(), 1);
+    // When the poller leaves, the next waiter whose pause ends polls.
+    let mut tickets = tickets.into_iter();
+    drop(tickets.next());
+    let rest: Vec<_> = tickets.collect();
+    assert!(polls(&rest[3]));
+    assert_eq!(rest.iter().filter(|t| polls(t)).count(), 1);
+    // Never faster than the first backoff step, however many wait.
+    let many: Vec<_> = (0..200).map(|_| w.enter("m".into())).collect();
+    assert!(matches!(many[0].turn(10, 1.0), Turn::Poll(p) if p == FIRST_BACKOFF));
+  }
+
+  #[test]
+  fn a_waited_for_key_asks_about_expiry_at_most_every_interval() {
+    let w = Waiters::default();
+    assert!(w.takeover_check_due("k") && w.takeover_check_due("k"), "nobody waits: every attempt asks");
+    let _t = w.enter("k".into());
+    assert!(w.takeover_check_due("k"));
+    assert!(!w.takeover_check_due("k"));
+    std::thread::sleep(TAKEOVER_CHECK_EVERY);
+    assert!(w.takeover_check_due("k"));
   }
 }
