@@ -3,7 +3,7 @@
 // same documents and indexes as mongo-locks.
 import { describe, it, expect } from 'vitest'
 import { ObjectId } from 'mongodb'
-import { lib, eventually, useLocker } from './support.mjs'
+import { lib, eventually, useLocker, usePrivateServer } from './support.mjs'
 
 const { LockManager, Lock } = lib
 
@@ -128,4 +128,34 @@ describe('LockManager.lock', () => {
       await m.close()
     }
   })
+})
+
+// Counted on a server of its own: its request counters see every command.
+describe('a burst of frees', () => {
+  const p = usePrivateServer()
+
+  it('with every connection busy, frees go out in batched deletes, and each is answered', async () => {
+    const collection = p.client.db('frees').collection('locks')
+    const locker = new LockManager(collection, { logger: false })
+    try {
+      const locks = []
+      for (let i = 0; i < 10; i++) {
+        locks.push(...(await Promise.all(Array.from({ length: 100 }, (_, j) => locker.lock(`burst-${i}-${j}`)))))
+      }
+      expect(locks.every((l) => l !== null)).toBe(true)
+      const { result, sent } = await p.commandsSent(() => Promise.all(locks.map((l) => l.free())))
+      expect(result).toEqual(Array(1000).fill(true))
+      expect(locks.some((l) => l.locked)).toBe(false)
+      expect(await collection.countDocuments()).toBe(0)
+      // One delete per free would be 1,000; the pool has 10 connections,
+      // so at most 10 go out alone before the queue takes the rest.
+      expect(sent('delete')).toBeLessThan(100)
+      // And a free on its own afterwards is still exact.
+      const alone = await locker.lock('alone')
+      await collection.deleteOne({ action: 'alone' })
+      expect(await alone.free()).toBe(false)
+    } finally {
+      await locker.close()
+    }
+  }, 60_000)
 })

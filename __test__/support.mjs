@@ -2,12 +2,14 @@
 // scripts/test.mjs to a throwaway FerretDB, or by you to any MongoDB), and a
 // fresh collection per test.
 import { MongoClient } from 'mongodb'
-import { beforeEach, afterEach } from 'vitest'
+import { beforeEach, afterEach, beforeAll, afterAll } from 'vitest'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
+import { startFerretDB } from '../scripts/ferretdb.mjs'
+import { serverCommandCounter } from '../benchmark/handover.mjs'
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const require = createRequire(import.meta.url)
@@ -99,6 +101,34 @@ export function useLocker(prefix = 'locks', options) {
     await t.locker.close()
     await t.ctx.close()
   })
+  return t
+}
+
+/**
+ * A FerretDB of the test file's own: `t.client` on it, and
+ * `t.commandsSent(fn)`, which runs `fn` and resolves to
+ * `{ result, sent(command) }`: how many of each command the server was
+ * sent meanwhile, from its own request counters (every client's, so no
+ * other test's traffic may share the server).
+ */
+export function usePrivateServer() {
+  const t = {}
+  beforeAll(async () => {
+    t.server = await startFerretDB()
+    t.client = await MongoClient.connect(t.server.url)
+    t.counter = await serverCommandCounter({ url: t.server.url, metricsUrl: t.server.metricsUrl })
+  }, 60_000)
+  afterAll(async () => {
+    await t.counter?.close()
+    await t.client?.close()
+    await t.server?.stop()
+  })
+  t.commandsSent = async (fn) => {
+    const before = await t.counter.read()
+    const result = await fn()
+    const after = await t.counter.read()
+    return { result, sent: (command) => (after[command] ?? 0) - (before[command] ?? 0) }
+  }
   return t
 }
 

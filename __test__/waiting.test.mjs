@@ -1,10 +1,7 @@
 // Waiting for a held key: lock(key, { waitMs, signal }).
-import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { describe, it, expect } from 'vitest'
 import path from 'node:path'
-import { MongoClient } from 'mongodb'
-import { startFerretDB } from '../scripts/ferretdb.mjs'
-import { serverCommandCounter } from '../benchmark/handover.mjs'
-import { lib, useLocker, runNode, root, sleep } from './support.mjs'
+import { lib, useLocker, usePrivateServer, runNode, root, sleep } from './support.mjs'
 
 describe('lock(key, { waitMs, signal })', () => {
   const t = useLocker('waiting')
@@ -136,35 +133,21 @@ describe('waiting against stock mongo-locks holders', () => {
   })
 })
 
-// Counted on a server of its own: FerretDB's request counters see every
-// command, and no other test's traffic.
+// Counted on a server of its own: its request counters see every command.
 describe('the waiters of one key in one process share the polling', () => {
-  let server
-  let client
-  beforeAll(async () => {
-    server = await startFerretDB()
-    client = await MongoClient.connect(server.url)
-  }, 60_000)
-  afterAll(async () => {
-    await client?.close()
-    await server?.stop()
-  })
+  const p = usePrivateServer()
 
   it('8 waiters ask no more than 8 lone waiters would, and whether the holder expired at most every 100 ms', async () => {
-    const collection = client.db('polling').collection('locks')
+    const collection = p.client.db('polling').collection('locks')
     const holder = new lib.LockManager(collection, { logger: false })
     const waiting = new lib.LockManager(collection, { logger: false })
-    const counter = await serverCommandCounter({ url: server.url, metricsUrl: server.metricsUrl })
     try {
       const held = await holder.lock('hot')
       await waiting.ping() // connected and indexed before counting
-      const before = await counter.read()
       const started = Date.now()
-      const results = await Promise.all(Array.from({ length: 8 }, () => waiting.lock('hot', { waitMs: 2000 })))
+      const { result, sent } = await p.commandsSent(() => Promise.all(Array.from({ length: 8 }, () => waiting.lock('hot', { waitMs: 2000 }))))
       const elapsed = Date.now() - started
-      const after = await counter.read()
-      const sent = (command) => (after[command] ?? 0) - (before[command] ?? 0)
-      expect(results).toEqual(Array(8).fill(null))
+      expect(result).toEqual(Array(8).fill(null))
       // Nothing else deletes here: each delete asked whether the holder expired.
       expect(sent('delete')).toBeGreaterThanOrEqual(1)
       expect(sent('delete')).toBeLessThanOrEqual(Math.ceil(elapsed / 100) + 1)
@@ -175,7 +158,6 @@ describe('the waiters of one key in one process share the polling', () => {
       expect(waiting.stats().contended).toBe(sent('insert'))
       await held.free()
     } finally {
-      await counter.close()
       await holder.close()
       await waiting.close()
     }

@@ -25,7 +25,7 @@ use crate::rwlock::RwLock;
 use crate::semaphore::Semaphore;
 use crate::signals::{notify_lost, Cancel, LostSink};
 use crate::stats::{Stats, Waiting};
-use crate::store::{Store, BATCH};
+use crate::store::{Freed, Store, BATCH};
 use crate::wait::{jitter, Turn, Waiters};
 
 /// Why a held lock stopped being ours.
@@ -469,15 +469,18 @@ impl Core {
       tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed, kept until its minHoldMs");
       return Ok(kept && was_held && !state.is_lost());
     }
-    let deleted = self.store().await?.delete(&[state.id]).await?;
+    let freed = self.store().await?.free(state.id).await?;
     state.set_nothing_to_delete();
-    if deleted == 1 {
+    if freed != Freed::Gone {
       self.waiters.wake(&state.key);
     }
     if was_held {
       tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed");
     }
-    Ok(deleted == 1 && !state.is_lost())
+    // In a batch that found some documents gone, not which: a lock not
+    // known to be lost is taken to have been there (a document deleted
+    // behind our back is otherwise noticed at the next refresh).
+    Ok(freed != Freed::Gone && !state.is_lost())
   }
 
   /// Gives back a lock that was never handed out (a reader stepping back
