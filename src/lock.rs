@@ -154,11 +154,13 @@ pub struct Holder {
 pub struct NativeLock {
   state: Arc<LockState>,
   core: Arc<Core>,
+  /// Counted until the GC finalizes this object (see `trim`).
+  _alive: crate::trim::Op,
 }
 
 impl NativeLock {
   pub fn new(state: Arc<LockState>, core: Arc<Core>) -> Self {
-    NativeLock { state, core }
+    NativeLock { state, core, _alive: crate::trim::Op::enter() }
   }
 }
 
