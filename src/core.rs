@@ -26,7 +26,7 @@ use crate::semaphore::Semaphore;
 use crate::signals::{notify_lost, Cancel, LostSink};
 use crate::stats::{Stats, Waiting};
 use crate::store::{Freed, Store, BATCH};
-use crate::wait::{jitter, Turn, Waiters};
+use crate::wait::{backoff, jitter, Turn, Waiters};
 
 /// Why a held lock stopped being ours.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,6 +72,16 @@ impl Claim {
       Claim::Permit(semaphore) => semaphore.wake.clone(),
       Claim::Read(lock) | Claim::Write { lock, .. } => lock.wake_key().to_string(),
     }
+  }
+
+  /// Whether the waiters of this claim's key in one process may share the
+  /// polling (see `wait`): only for a mutex, where one waiter's failed
+  /// attempt is every waiter's. The waiters of a read/write lock (readers
+  /// and writers on one key) or of a semaphore each poll on their own: a
+  /// reader polling in vain behind a waiting writer must not leave that
+  /// writer asleep.
+  fn shares_polling(&self) -> bool {
+    matches!(self, Claim::Mutex(_))
   }
 
   async fn attempt(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
@@ -275,9 +285,11 @@ impl Core {
       if now >= deadline {
         return out_of_time();
       }
-      // One waiter of the key in this process polls; the others try when
-      // a local free wakes them (see `wait`). Everyone tries at the deadline.
-      let (pause, polls) = match ticket.turn(attempt, jitter()) {
+      // For a mutex, one waiter of the key in this process polls and the
+      // others try when a local free wakes them (see `wait`). Everyone
+      // tries at the deadline.
+      let turn = if claim.shares_polling() { ticket.turn(attempt, jitter()) } else { Turn::Poll(backoff(attempt, jitter())) };
+      let (pause, polls) = match turn {
         Turn::Poll(pause) => (pause, true),
         Turn::Sleep(pause) => (pause, false),
       };

@@ -3,7 +3,8 @@
 //! in-process wake-up when a local holder frees the key (so a waiter in
 //! the same process does not sleep out a backoff step for nothing).
 //!
-//! The waiters of one key in one process share the asking: one of them,
+//! The waiters of one mutex key in one process share the asking (the
+//! primitives' waiters each ask on their own: see `Claim::shares_polling`): one of them,
 //! the poller, retries on a timer, at `n` times the rate one waiter would
 //! (capped at `1 / FIRST_BACKOFF`), where `n` is how many wait; the others
 //! try only when a local free wakes them, or when they take over polling.
