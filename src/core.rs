@@ -481,11 +481,7 @@ impl Core {
       tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed, kept until its minHoldMs");
       return Ok(kept && was_held && !state.is_lost());
     }
-    let freed = self.store().await?.free(state.id).await?;
-    state.set_nothing_to_delete();
-    if freed != Freed::Gone {
-      self.waiters.wake(&state.key);
-    }
+    let freed = self.delete_document(state).await?;
     if was_held {
       tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed");
     }
@@ -504,12 +500,19 @@ impl Core {
     if state.nothing_to_delete() || self.is_closed() {
       return Ok(());
     }
-    let deleted = self.store().await?.delete(&[state.id]).await?;
+    self.delete_document(state).await.map(|_| ())
+  }
+
+  /// Deletes `state`'s document, and wakes this process's waiters for its
+  /// key unless it was gone already (then someone else's free or takeover
+  /// woke them, or will). The tail of `release` and `withdraw`.
+  async fn delete_document(&self, state: &LockState) -> LockResult<Freed> {
+    let freed = self.store().await?.free(state.id).await?;
     state.set_nothing_to_delete();
-    if deleted == 1 {
+    if freed != Freed::Gone {
       self.waiters.wake(&state.key);
     }
-    Ok(())
+    Ok(freed)
   }
 
   /// The end of `state`'s `minHoldMs`, if it is still ahead in the
