@@ -168,7 +168,7 @@ class Election {
         lock = await this.#locker.lock(this.key, { waitMs: CAMPAIGN_WAIT_MS, signal: this.#stopping.signal })
       } catch (err) {
         if (this.#stopped) break
-        if (/this LockManager is closed/.test(err && err.message)) break
+        if (err && err.closed === true) break // the manager was closed: nothing left to campaign with
         this.#report(err) // the server is unreachable: keep campaigning
         await sleep(1000, undefined, { signal: this.#stopping.signal }).catch(() => {})
         continue

@@ -235,6 +235,8 @@ export declare const METRICS_CONTENT_TYPE: string
 export declare class MongoLocksError extends Error {
   constructor(message?: string, code?: number | null)
   readonly code?: number
+  /** `true` when the call failed because the `LockManager` was closed (before or during it). */
+  readonly closed?: true
 }
 
 /** A lock this process held is gone; what `lock.signal` aborts with and `onLost` receives. */

@@ -25,6 +25,7 @@ describe('close()', () => {
     const err = await locker.lock('c').catch((e) => e)
     expect(err).toBeInstanceOf(MongoLocksError)
     expect(err.message).toMatch(/LockManager is closed/)
+    expect(err.closed).toBe(true)
     await locker.close() // twice is fine
   })
 
@@ -42,6 +43,7 @@ describe('close()', () => {
       const err = await waiting
       expect(err).toBeInstanceOf(MongoLocksError)
       expect(err.message).toMatch(/LockManager is closed/)
+      expect(err.closed).toBe(true)
       expect(Date.now() - closedAt).toBeLessThan(1000)
     } finally {
       await other.close()

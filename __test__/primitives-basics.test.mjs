@@ -122,6 +122,32 @@ describe('read/write lock', () => {
   })
 })
 
+describe('election', () => {
+  const t = useLocker('election', { ttlMs: 3000, refreshMs: 1000 })
+
+  it('a campaign whose manager is closed ends quietly: no onError, no retries, stop() resolves', async () => {
+    const other = new LockManager(t.ctx.collection, { logger: false })
+    try {
+      const leader = await other.lock('leader')
+      const errors = []
+      const election = t.locker.elect('leader', { onError: (err) => errors.push(err) })
+      await sleep(300) // campaigning: waiting for the key other holds
+      await t.locker.close()
+      // A campaign that did not see the rejection as "closed" would report
+      // it and try again every second.
+      await sleep(2500)
+      expect(errors).toEqual([])
+      expect(election.isLeader).toBe(false)
+      const stopped = Date.now()
+      await election.stop()
+      expect(Date.now() - stopped).toBeLessThan(500)
+      await leader.free()
+    } finally {
+      await other.close()
+    }
+  })
+})
+
 describe('minHoldMs', () => {
   const t = useLocker('min-hold', { ttlMs: 5000, refreshMs: 1000 })
 

@@ -157,7 +157,14 @@ pub fn js_error<'env>(env: &'env Env, err: &LockError) -> Result<Unknown<'env>> 
       ctor.new_instance(message.clone())
     }
     LockError::Server { code, .. } => instance(env, &MONGO_LOCKS_ERROR, err.message(), *code),
-    LockError::Closed | LockError::Aborted => instance(env, &MONGO_LOCKS_ERROR, err.message(), None),
+    LockError::Closed => {
+      // `closed: true` is what callers test (Election stops campaigning on
+      // it), so that no one has to match the message's words.
+      let mut error = instance(env, &MONGO_LOCKS_ERROR, err.message(), None)?.coerce_to_object()?;
+      error.set_named_property("closed", true)?;
+      Ok(error.to_unknown())
+    }
+    LockError::Aborted => instance(env, &MONGO_LOCKS_ERROR, err.message(), None),
   }
 }
 
