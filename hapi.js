@@ -159,12 +159,12 @@ async function register(server, options) {
   try {
     // Made (and checked) before anything is decorated; started with the server.
     const { ScheduledJob, Election } = library()
-    const jobs = Object.fromEntries(settings.jobs.map(({ name: jobName, schedule, run }) => {
-      const onError = (err) => logger.error({ job: jobName, err: { message: err && err.message } }, `job ${jobName} failed`)
-      return [jobName, new ScheduledJob(locker, jobName, { onError, ...schedule }, run)]
-    }))
+    // A failed job or campaign step, logged under its kind and name.
+    const logFailure = (kind, name) => (err) => logger.error({ [kind]: name, err: { message: err && err.message } }, `${kind} ${name} failed`)
+    const jobs = Object.fromEntries(settings.jobs.map(({ name: jobName, schedule, run }) =>
+      [jobName, new ScheduledJob(locker, jobName, { onError: logFailure('job', jobName), ...schedule }, run)]))
     const election = settings.election ? new Election(locker, settings.election.key, {
-      onError: (err) => logger.error({ election: String(settings.election.key), err: { message: err && err.message } }, `election ${String(settings.election.key)} failed`),
+      onError: logFailure('election', String(settings.election.key)),
       ...settings.election.callbacks,
     }) : null
     server.decorate('server', 'locker', locker)

@@ -231,6 +231,16 @@ describe('Hapi plugin logging', () => {
     })
   }
 
+  it('logs a failed job to server.logger.error under the job\'s name', async () => {
+    const logger = pinoLike()
+    server.decorate('server', 'logger', logger)
+    const jobs = { nightly: { everyMs: 100, run: () => { throw new Error('boom') } } }
+    await server.register({ plugin, options: { collection: ctx.collection, jobs } })
+    await server.start() // jobs start with the server
+    const logged = await eventually(() => calls(logger, 'error').find(([, m]) => m === 'job nightly failed'))
+    expect(logged, JSON.stringify(calls(logger, 'error'))).toEqual([{ job: 'nightly', err: { message: 'boom' } }, 'job nightly failed'])
+  })
+
   it('uses server.log([mongo-locks-native, level], { message, ...fields }) without server.logger', async () => {
     const events = []
     server.events.on('log', (event, tags) => { if (tags['mongo-locks-native']) events.push(event) })
