@@ -352,8 +352,8 @@ impl Core {
     }
     let state = Arc::new(LockState::new(
       id,
-      action.clone(),
-      key.to_string(),
+      action,
+      key,
       fencing_token,
       deadline,
       req.max_hold.map(|m| now.at.plus(m)),
@@ -369,7 +369,7 @@ impl Core {
       return Err(LockError::Closed);
     }
     Stats::bump(&self.stats.acquired);
-    tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), id = %id, "acquired");
+    tracing::debug!(target: "mongo_locks_native", action = %state.action.text(), id = %id, "acquired");
     Ok(Attempt::Acquired(state))
   }
 
@@ -478,12 +478,12 @@ impl Core {
       // document expires then, and takers remove it only after that).
       let kept = self.store().await?.expire_at(state.id, until).await?;
       state.set_nothing_to_delete();
-      tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed, kept until its minHoldMs");
+      tracing::debug!(target: "mongo_locks_native", action = %state.action.text(), "freed, kept until its minHoldMs");
       return Ok(kept && was_held && !state.is_lost());
     }
     let freed = self.delete_document(state).await?;
     if was_held {
-      tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "freed");
+      tracing::debug!(target: "mongo_locks_native", action = %state.action.text(), "freed");
     }
     // In a batch that found some documents gone, not which: a lock not
     // known to be lost is taken to have been there (a document deleted
@@ -510,7 +510,7 @@ impl Core {
     let freed = self.store().await?.free(state.id).await?;
     state.set_nothing_to_delete();
     if freed != Freed::Gone {
-      self.waiters.wake(&state.key);
+      self.waiters.wake(state.key());
     }
     Ok(freed)
   }
@@ -530,7 +530,7 @@ impl Core {
     if state.unlock() {
       state.set_nothing_to_delete();
       self.stats.hold.observe(Mono::now().since(state.acquired_at));
-      tracing::debug!(target: "mongo_locks_native", action = %key_text(&state.action), "abandoned (locked = false)");
+      tracing::debug!(target: "mongo_locks_native", action = %state.action.text(), "abandoned (locked = false)");
     }
   }
 
@@ -619,7 +619,7 @@ impl Core {
     Stats::bump(&self.stats.lost);
     self.stats.hold.observe(Mono::now().since(state.acquired_at));
     let _enter = self.route.span().entered();
-    tracing::error!(target: "mongo_locks_native", action = %key_text(&state.action), reason, "lock lost");
+    tracing::error!(target: "mongo_locks_native", action = %state.action.text(), reason, "lock lost");
     if let Some(sink) = &self.lost {
       notify_lost(sink, state, reason);
     }

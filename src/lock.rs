@@ -10,16 +10,18 @@ use napi_derive::napi;
 use crate::clock::Mono;
 use crate::core::Core;
 use crate::errors::{to_napi, LockError};
-use crate::key::action_to_js;
+use crate::key::{action_to_js, HeldAction};
 use crate::signals;
 
 /// What the manager and the JS object share about one lock. `locked` goes
 /// from true to false once (free, close or loss) and never back.
 pub struct LockState {
   pub id: ObjectId,
-  pub action: Bson,
-  /// `action` as a string, to match local waiters on the same key.
-  pub key: String,
+  pub action: HeldAction,
+  /// What local waiters on the same key are matched on, when it is not
+  /// the text of a string `action` (a permit's or a reader's slot
+  /// document has its primitive's key here): see `key()`.
+  other_key: Option<Box<str>>,
   pub fencing_token: Option<i64>,
   /// When it was acquired (for the hold-time histogram).
   pub acquired_at: Mono,
@@ -45,17 +47,19 @@ pub struct LockState {
 impl LockState {
   pub fn new(
     id: ObjectId,
-    action: Bson,
-    key: String,
+    action: &Bson,
+    key: &str,
     fencing_token: Option<i64>,
     deadline: Mono,
     hold_until: Option<Mono>,
     min_hold_until: Option<DateTime>,
   ) -> Self {
+    let action = HeldAction::new(action);
+    let other_key = if action.as_text() == Some(key) { None } else { Some(key.into()) };
     LockState {
       id,
       action,
-      key,
+      other_key,
       fencing_token,
       acquired_at: Mono::now(),
       hold_until,
@@ -65,6 +69,14 @@ impl LockState {
       lost: AtomicBool::new(false),
       lost_why: OnceLock::new(),
       nothing_to_delete: AtomicBool::new(false),
+    }
+  }
+
+  /// The key local waiters are matched on (see `Waiters`).
+  pub fn key(&self) -> &str {
+    match &self.other_key {
+      Some(key) => key,
+      None => self.action.as_text().unwrap_or_default(),
     }
   }
 
@@ -221,7 +233,7 @@ impl NativeLock {
   /// `{ _key_array: key }` exactly as `mongo-locks` stores them.
   #[napi(getter, ts_return_type = "unknown")]
   pub fn action<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
-    action_to_js(env, &self.state.action)
+    action_to_js(env, &self.state.action.to_bson())
   }
 
   /// Who holds it: this process (host, pid, application, manager id), as
@@ -260,5 +272,29 @@ impl NativeLock {
     crate::bridge::spawn(env, async move { Ok(core.traced(core.refresh_one(&state)).await) }, |env, res| {
       res.map_err(|e| to_napi(env, &e))
     })
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use mongodb::bson::doc;
+
+  fn state(action: Bson, key: &str) -> LockState {
+    LockState::new(ObjectId::new(), &action, key, None, Mono::now(), None, None)
+  }
+
+  #[test]
+  fn local_waiters_are_matched_on_the_key_given_whatever_the_stored_action() {
+    // A plain string key: kept once, as the action's text.
+    let plain = state(Bson::String("bank-details-42".into()), "bank-details-42");
+    assert_eq!(plain.key(), "bank-details-42");
+    assert!(plain.other_key.is_none());
+    // A permit's slot document: waiters wait on the semaphore's key.
+    let permit = state(Bson::Document(doc! { "semaphore": "pool", "slot": 1 }), "pool");
+    assert_eq!(permit.key(), "pool");
+    // A string action that is not the waiters' key is not mistaken for it.
+    let renamed = state(Bson::String("reader:catalogue".into()), "catalogue");
+    assert_eq!(renamed.key(), "catalogue");
   }
 }

@@ -24,7 +24,6 @@ use napi::{UnknownRef, ValueType};
 use tokio::sync::Notify;
 
 use crate::errors::{lock_lost_error, LockError, LockResult};
-use crate::key::key_text;
 use crate::lock::LockState;
 use crate::values::{describe, ignoring_failure};
 
@@ -246,7 +245,7 @@ fn abort_with(controller: &Unknown, error: Unknown) -> Result<()> {
 
 /// The message of the `LockLostError` for `state`.
 pub fn lost_message(state: &LockState, why: &str) -> String {
-  format!("mongo-locks-native: lost the lock on {:?}: {why}", key_text(&state.action))
+  format!("mongo-locks-native: lost the lock on {:?}: {why}", state.action.text())
 }
 
 /// (lock id hex, message), from the manager's threads to the JS thread.
