@@ -510,7 +510,7 @@ impl Core {
     let freed = self.store().await?.free(state.id).await?;
     state.set_nothing_to_delete();
     if freed != Freed::Gone {
-      self.waiters.wake(state.key());
+      self.waiters.wake(&state.key());
     }
     Ok(freed)
   }

@@ -97,14 +97,6 @@ impl HeldAction {
       HeldAction::Other(action) => key_text(action),
     }
   }
-
-  /// The text of a string key, `None` for any other key.
-  pub fn as_text(&self) -> Option<&str> {
-    match self {
-      HeldAction::Text(text) => Some(text),
-      HeldAction::Other(_) => None,
-    }
-  }
 }
 
 /// `mongo-locks`' `makeKey`: arrays go inside `{ _key_array: … }`.
@@ -267,12 +259,10 @@ mod tests {
   fn a_held_action_gives_back_the_stored_value_and_its_text() {
     let text = HeldAction::new(&Bson::String("bank-details-42".into()));
     assert_eq!(text.to_bson(), Bson::String("bank-details-42".into()));
-    assert_eq!(text.as_text(), Some("bank-details-42"));
     assert_eq!(text.text(), "bank-details-42");
     let slot = Bson::Document(doc! { "semaphore": "pool", "slot": 2 });
     let other = HeldAction::new(&slot);
     assert_eq!(other.to_bson(), slot);
-    assert_eq!(other.as_text(), None);
     assert_eq!(other.text(), key_text(&slot));
   }
 

@@ -1,5 +1,6 @@
 //! A held lock, as JavaScript sees it.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -19,8 +20,9 @@ pub struct LockState {
   pub id: ObjectId,
   pub action: HeldAction,
   /// What local waiters on the same key are matched on, when it is not
-  /// the text of a string `action` (a permit's or a reader's slot
-  /// document has its primitive's key here): see `key()`.
+  /// `action` as shown (a plain lock's is, see `Claim::wake_key`; a
+  /// permit's or a reader's slot document has its primitive's key here):
+  /// see `key()`.
   other_key: Option<Box<str>>,
   pub fencing_token: Option<i64>,
   /// When it was acquired (for the hold-time histogram).
@@ -54,8 +56,8 @@ impl LockState {
     hold_until: Option<Mono>,
     min_hold_until: Option<DateTime>,
   ) -> Self {
+    let other_key = if action.to_string() == key { None } else { Some(key.into()) };
     let action = HeldAction::new(action);
-    let other_key = if action.as_text() == Some(key) { None } else { Some(key.into()) };
     LockState {
       id,
       action,
@@ -72,11 +74,13 @@ impl LockState {
     }
   }
 
-  /// The key local waiters are matched on (see `Waiters`).
-  pub fn key(&self) -> &str {
+  /// The key local waiters are matched on (see `Waiters`). A plain
+  /// lock's is made again when asked for (at its free) rather than kept
+  /// for as long as the lock is held.
+  pub fn key(&self) -> Cow<'_, str> {
     match &self.other_key {
-      Some(key) => key,
-      None => self.action.as_text().unwrap_or_default(),
+      Some(key) => Cow::Borrowed(key),
+      None => Cow::Owned(self.action.to_bson().to_string()),
     }
   }
 
@@ -286,10 +290,15 @@ mod tests {
 
   #[test]
   fn local_waiters_are_matched_on_the_key_given_whatever_the_stored_action() {
-    // A plain string key: kept once, as the action's text.
-    let plain = state(Bson::String("bank-details-42".into()), "bank-details-42");
-    assert_eq!(plain.key(), "bank-details-42");
+    // A plain lock waits on its action as shown (`Claim::wake_key`): not
+    // kept a second time.
+    let action = Bson::String("bank-details-42".into());
+    let plain = state(action.clone(), &action.to_string());
+    assert_eq!(plain.key(), action.to_string());
     assert!(plain.other_key.is_none());
+    let numbered = state(Bson::Int32(42), &Bson::Int32(42).to_string());
+    assert_eq!(numbered.key(), "42");
+    assert!(numbered.other_key.is_none());
     // A permit's slot document: waiters wait on the semaphore's key.
     let permit = state(Bson::Document(doc! { "semaphore": "pool", "slot": 1 }), "pool");
     assert_eq!(permit.key(), "pool");
