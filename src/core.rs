@@ -26,7 +26,7 @@ use crate::semaphore::Semaphore;
 use crate::signals::{notify_lost, Cancel, LostSink};
 use crate::stats::{Stats, Waiting};
 use crate::store::{Freed, Store, BATCH};
-use crate::wait::{backoff, jitter, Turn, Waiters};
+use crate::wait::{jitter, Turn, Waiters};
 
 /// Why a held lock stopped being ours.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -253,7 +253,7 @@ impl Core {
     let key = claim.wake_key();
     let started = Mono::now();
     let deadline = req.wait.filter(|w| !w.is_zero()).map(|w| Instant::now() + w);
-    let ticket = deadline.map(|_| self.waiters.enter(key.clone()));
+    let ticket = deadline.map(|_| self.waiters.enter(key.clone(), claim.shares_polling()));
     let mut waited = WaitTimer { stats: &self.stats, since: None };
     let mut attempt = 0;
     let mut late = None;
@@ -288,8 +288,7 @@ impl Core {
       // For a mutex, one waiter of the key in this process polls and the
       // others try when a local free wakes them (see `wait`). Everyone
       // tries at the deadline.
-      let turn = if claim.shares_polling() { ticket.turn(attempt, jitter()) } else { Turn::Poll(backoff(attempt, jitter())) };
-      let (pause, polls) = match turn {
+      let (pause, polls) = match ticket.turn(attempt, jitter()) {
         Turn::Poll(pause) => (pause, true),
         Turn::Sleep(pause) => (pause, false),
       };

@@ -4,7 +4,8 @@
 //! the same process does not sleep out a backoff step for nothing).
 //!
 //! The waiters of one mutex key in one process share the asking (the
-//! primitives' waiters each ask on their own: see `Claim::shares_polling`): one of them,
+//! primitives' waiters each ask on their own: see `Claim::shares_polling`,
+//! passed to `Waiters::enter`): one of them,
 //! the poller, retries on a timer, at `n` times the rate one waiter would
 //! (capped at `1 / FIRST_BACKOFF`), where `n` is how many wait; the others
 //! try only when a local free wakes them, or when they take over polling.
@@ -78,11 +79,16 @@ pub struct WaitTicket<'a> {
   waiters: &'a Waiters,
   key: String,
   pub notify: Arc<Notify>,
+  /// Whether this waiter shares the polling of its key (else it polls on
+  /// its own, at its own backoff).
+  shares: bool,
   polls: AtomicBool,
 }
 
 impl Waiters {
-  pub fn enter(&self, key: String) -> WaitTicket<'_> {
+  /// Registers a waiter on `key`, to be woken by a local free; with
+  /// `shares`, it also takes part in the key's shared polling.
+  pub fn enter(&self, key: String, shares: bool) -> WaitTicket<'_> {
     let mut keys = self.keys.lock().unwrap();
     let entry = keys.entry(key.clone()).or_insert_with(|| KeyWaiters {
       notify: Arc::new(Notify::new()),
@@ -91,7 +97,7 @@ impl Waiters {
       takeover_checked: None,
     });
     entry.count += 1;
-    WaitTicket { waiters: self, key, notify: entry.notify.clone(), polls: AtomicBool::new(false) }
+    WaitTicket { waiters: self, key, notify: entry.notify.clone(), shares, polls: AtomicBool::new(false) }
   }
 
   /// A local holder freed `key`: wake one local waiter, if any.
@@ -127,8 +133,12 @@ pub enum Turn {
 impl WaitTicket<'_> {
   /// This waiter's turn after `attempt` pauses: the poller (it becomes
   /// one if nobody polls) pauses `backoff / n`, never less than the first
-  /// backoff; the others sleep a full backoff step.
+  /// backoff; the others sleep a full backoff step. A waiter that does not
+  /// share the polling polls at its own backoff.
   pub fn turn(&self, attempt: u32, random: f64) -> Turn {
+    if !self.shares {
+      return Turn::Poll(backoff(attempt, random));
+    }
     let mut keys = self.waiters.keys.lock().unwrap();
     let Some(entry) = keys.get_mut(&self.key) else { return Turn::Poll(backoff(attempt, random)) };
     if !self.polls.load(Relaxed) && !entry.polled {
@@ -184,8 +194,8 @@ mod tests {
   #[test]
   fn waiters_are_counted_and_forgotten() {
     let w = Waiters::default();
-    let a = w.enter("k".into());
-    let b = w.enter("k".into());
+    let a = w.enter("k".into(), true);
+    let b = w.enter("k".into(), true);
     assert_eq!(w.keys.lock().unwrap()["k"].count, 2);
     drop(a);
     drop(b);
@@ -195,7 +205,7 @@ mod tests {
   #[test]
   fn one_waiter_of_a_key_polls_for_all_of_them() {
     let w = Waiters::default();
-    let tickets: Vec<_> = (0..8).map(|_| w.enter("k".into())).collect();
+    let tickets: Vec<_> = (0..8).map(|_| w.enter("k".into(), true)).collect();
     let polls = |t: &WaitTicket| matches!(t.turn(10, 1.0), Turn::Poll(_));
     // The first to pause polls, at 8 times one waiter's rate; the rest sleep a full step.
     assert!(matches!(tickets[0].turn(10, 1.0), Turn::Poll(p) if p == MAX_BACKOFF / 8));
@@ -208,15 +218,24 @@ mod tests {
     assert!(polls(&rest[3]));
     assert_eq!(rest.iter().filter(|t| polls(t)).count(), 1);
     // Never faster than the first backoff step, however many wait.
-    let many: Vec<_> = (0..200).map(|_| w.enter("m".into())).collect();
+    let many: Vec<_> = (0..200).map(|_| w.enter("m".into(), true)).collect();
     assert!(matches!(many[0].turn(10, 1.0), Turn::Poll(p) if p == FIRST_BACKOFF));
+  }
+
+  #[test]
+  fn a_waiter_that_does_not_share_polls_on_its_own() {
+    let w = Waiters::default();
+    let shared = w.enter("k".into(), true);
+    assert!(matches!(shared.turn(10, 1.0), Turn::Poll(_)));
+    let own: Vec<_> = (0..3).map(|_| w.enter("k".into(), false)).collect();
+    assert!(own.iter().all(|t| matches!(t.turn(3, 1.0), Turn::Poll(p) if p == backoff(3, 1.0))));
   }
 
   #[test]
   fn a_waited_for_key_asks_about_expiry_at_most_every_interval() {
     let w = Waiters::default();
     assert!(w.takeover_check_due("k") && w.takeover_check_due("k"), "nobody waits: every attempt asks");
-    let _t = w.enter("k".into());
+    let _t = w.enter("k".into(), true);
     assert!(w.takeover_check_due("k"));
     assert!(!w.takeover_check_due("k"));
     std::thread::sleep(TAKEOVER_CHECK_EVERY);
