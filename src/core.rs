@@ -18,7 +18,7 @@ use crate::config::{Config, LockRequest};
 use crate::connection::EffectiveSettings;
 use crate::errors::{LockError, LockResult};
 use crate::key::key_text;
-use crate::lock::LockState;
+use crate::lock::{LockState, Loss};
 use crate::logging::LogRoute;
 use crate::refresh;
 use crate::rwlock::RwLock;
@@ -27,15 +27,6 @@ use crate::signals::{notify_lost, Cancel, LostSink};
 use crate::stats::{Stats, Waiting};
 use crate::store::{Freed, Store, BATCH};
 use crate::wait::{jitter, Turn, Waiters};
-
-/// Why a held lock stopped being ours.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Loss {
-  /// A refresh found the document gone (deleted, or taken over after it expired).
-  Gone,
-  /// Its deadline passed without a successful refresh.
-  Expired,
-}
 
 /// What one attempt at a key came to.
 pub enum Attempt {
@@ -466,7 +457,7 @@ impl Core {
     self.check(state);
     let was_held = state.unlock();
     if was_held {
-      self.stats.hold.observe(Mono::now().since(state.acquired_at));
+      self.stats.hold.observe(Mono::now().since(state.acquired_at()));
     }
     self.held.lock().unwrap().remove(&state.id);
     if state.nothing_to_delete() || self.is_closed() {
@@ -517,7 +508,7 @@ impl Core {
   /// The end of `state`'s `minHoldMs`, if it is still ahead in the
   /// server's time.
   fn min_hold_left(&self, state: &LockState) -> Option<mongodb::bson::DateTime> {
-    let until = state.min_hold_until?;
+    let until = state.min_hold_until()?;
     let now = self.clock.now()?;
     (now.earliest() < until).then_some(until)
   }
@@ -528,7 +519,7 @@ impl Core {
     self.held.lock().unwrap().remove(&state.id);
     if state.unlock() {
       state.set_nothing_to_delete();
-      self.stats.hold.observe(Mono::now().since(state.acquired_at));
+      self.stats.hold.observe(Mono::now().since(state.acquired_at()));
       tracing::debug!(target: "mongo_locks_native", action = %state.action.text(), "abandoned (locked = false)");
     }
   }
@@ -608,15 +599,12 @@ impl Core {
 
   fn mark_lost(&self, state: &Arc<LockState>, why: Loss) {
     self.held.lock().unwrap().remove(&state.id);
-    let reason = match why {
-      Loss::Gone => "its document is gone (deleted, or taken over after it expired)",
-      Loss::Expired => "its expiry passed without a successful refresh",
-    };
-    if !state.lose(reason) {
+    let reason = why.reason();
+    if !state.lose(why) {
       return; // freed or already lost
     }
     Stats::bump(&self.stats.lost);
-    self.stats.hold.observe(Mono::now().since(state.acquired_at));
+    self.stats.hold.observe(Mono::now().since(state.acquired_at()));
     let _enter = self.route.span().entered();
     tracing::error!(target: "mongo_locks_native", action = %state.action.text(), reason, "lock lost");
     if let Some(sink) = &self.lost {
@@ -647,7 +635,7 @@ impl Core {
     let held: Vec<Arc<LockState>> = self.held.lock().unwrap().drain().map(|(_, s)| s).collect();
     for state in &held {
       if state.unlock() {
-        self.stats.hold.observe(Mono::now().since(state.acquired_at));
+        self.stats.hold.observe(Mono::now().since(state.acquired_at()));
       }
     }
     let ids: Vec<ObjectId> = held.iter().map(|s| s.id).collect();

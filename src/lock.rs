@@ -1,8 +1,8 @@
 //! A held lock, as JavaScript sees it.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 
 use mongodb::bson::{oid::ObjectId, Bson, DateTime};
 use napi::bindgen_prelude::*;
@@ -14,36 +14,77 @@ use crate::errors::{to_napi, LockError};
 use crate::key::{action_to_js, HeldAction};
 use crate::signals;
 
-/// What the manager and the JS object share about one lock. `locked` goes
-/// from true to false once (free, close or loss) and never back.
+/// What the manager and the JS object share about one lock. Its status goes
+/// from held to freed or lost once and never back.
+///
+/// One of these lives as long as the lock is held (and as long as its JS
+/// object after that), so it is kept small: plain integers with a
+/// sentinel rather than `Option`s of 16 bytes, and one atomic byte for the
+/// status and why it was lost (104 bytes with the `Arc`'s counts, where
+/// `Option`s, `Duration`s and a `OnceLock` took 160: see "Where native
+/// memory goes" in the README).
 pub struct LockState {
   pub id: ObjectId,
+  /// `HELD`, `FREED` or a `LOST_*` value: see `unlock` and `lose`.
+  status: AtomicU8,
+  /// Nothing is left for `free()` to delete: a delete of our document went
+  /// through, a refresh found it gone, or the lock was abandoned
+  /// (`lock.locked = false`, which leaves the document to expire, as in
+  /// `mongo-locks`).
+  nothing_to_delete: AtomicBool,
   pub action: HeldAction,
   /// What local waiters on the same key are matched on, when it is not
   /// `action` as shown (a plain lock's is, see `Claim::wake_key`; a
   /// permit's or a reader's slot document has its primitive's key here):
   /// see `key()`.
   other_key: Option<Box<str>>,
-  pub fencing_token: Option<i64>,
-  /// When it was acquired (for the hold-time histogram).
-  pub acquired_at: Mono,
-  /// With `maxHoldMs`: after this, the lock is no longer refreshed.
-  hold_until: Option<Mono>,
-  /// With `minHoldMs`: the server time until which the key stays taken,
-  /// even if freed sooner.
-  pub min_hold_until: Option<DateTime>,
+  /// The fencing token, or `NO_TOKEN`. Tokens come from a counter that
+  /// starts at 1 and only grows, so the sentinel is never a real one.
+  fencing_token: i64,
+  /// When it was acquired (for the hold-time histogram), as `Mono` nanoseconds.
+  acquired_at: u64,
+  /// With `maxHoldMs`: after this (`Mono` nanoseconds), the lock is no
+  /// longer refreshed; `u64::MAX` without it.
+  hold_until: u64,
+  /// With `minHoldMs`: the server time (ms since the epoch) until which
+  /// the key stays taken, even if freed sooner; `NO_MIN_HOLD` without it.
+  min_hold_until: i64,
   /// When this process stops believing it holds the lock (see
   /// `ServerNow::holder_deadline`), as `Mono` nanoseconds. Only moves later.
   deadline: AtomicU64,
-  locked: AtomicBool,
-  lost: AtomicBool,
-  /// Why it was lost, for a signal first read after the loss.
-  lost_why: OnceLock<&'static str>,
-  /// Nothing is left for `free()` to delete: a delete of our document went
-  /// through, a refresh found it gone, or the lock was abandoned
-  /// (`lock.locked = false`, which leaves the document to expire, as in
-  /// `mongo-locks`).
-  nothing_to_delete: AtomicBool,
+}
+
+const HELD: u8 = 0;
+const FREED: u8 = 1;
+const LOST_GONE: u8 = 2;
+const LOST_EXPIRED: u8 = 3;
+const NO_TOKEN: i64 = i64::MIN;
+const NO_MIN_HOLD: i64 = i64::MIN;
+
+/// Why a held lock stopped being ours.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Loss {
+  /// A refresh found the document gone (deleted, or taken over after it expired).
+  Gone,
+  /// Its deadline passed without a successful refresh.
+  Expired,
+}
+
+impl Loss {
+  /// The reason, as lost-lock errors and logs word it.
+  pub fn reason(self) -> &'static str {
+    match self {
+      Loss::Gone => "its document is gone (deleted, or taken over after it expired)",
+      Loss::Expired => "its expiry passed without a successful refresh",
+    }
+  }
+
+  fn status(self) -> u8 {
+    match self {
+      Loss::Gone => LOST_GONE,
+      Loss::Expired => LOST_EXPIRED,
+    }
+  }
 }
 
 impl LockState {
@@ -60,17 +101,15 @@ impl LockState {
     let action = HeldAction::new(action);
     LockState {
       id,
+      status: AtomicU8::new(HELD),
+      nothing_to_delete: AtomicBool::new(false),
       action,
       other_key,
-      fencing_token,
-      acquired_at: Mono::now(),
-      hold_until,
-      min_hold_until,
+      fencing_token: fencing_token.unwrap_or(NO_TOKEN),
+      acquired_at: Mono::now().as_nanos(),
+      hold_until: hold_until.map_or(u64::MAX, Mono::as_nanos),
+      min_hold_until: min_hold_until.map_or(NO_MIN_HOLD, |t| t.timestamp_millis()),
       deadline: AtomicU64::new(deadline.as_nanos()),
-      locked: AtomicBool::new(true),
-      lost: AtomicBool::new(false),
-      lost_why: OnceLock::new(),
-      nothing_to_delete: AtomicBool::new(false),
     }
   }
 
@@ -84,35 +123,51 @@ impl LockState {
     }
   }
 
+  pub fn fencing_token(&self) -> Option<i64> {
+    (self.fencing_token != NO_TOKEN).then_some(self.fencing_token)
+  }
+
+  pub fn acquired_at(&self) -> Mono {
+    Mono::from_nanos(self.acquired_at)
+  }
+
+  pub fn min_hold_until(&self) -> Option<DateTime> {
+    (self.min_hold_until != NO_MIN_HOLD).then(|| DateTime::from_millis(self.min_hold_until))
+  }
+
   /// The flag alone: false once freed, closed or marked lost. A lock whose
   /// deadline passed but that nobody has marked lost yet still reads true
   /// here; `Core::check` is the exact reading.
   pub fn is_flagged(&self) -> bool {
-    self.locked.load(Ordering::Acquire)
+    self.status.load(Ordering::Acquire) == HELD
   }
 
   pub fn is_lost(&self) -> bool {
-    self.lost.load(Ordering::Acquire)
+    self.status.load(Ordering::Acquire) >= LOST_GONE
   }
 
   /// Marks the lock released; `true` if it was held until now.
   pub fn unlock(&self) -> bool {
-    self.locked.swap(false, Ordering::AcqRel)
+    self.leave(FREED)
   }
 
-  /// Marks the lock lost for reason `why`; `true` if it was held until now.
-  pub fn lose(&self, why: &'static str) -> bool {
-    let was_held = self.unlock();
-    if was_held {
-      let _ = self.lost_why.set(why);
-      self.lost.store(true, Ordering::Release);
-    }
-    was_held
+  /// Marks the lock lost; `true` if it was held until now (a lock freed or
+  /// lost already stays as it was).
+  pub fn lose(&self, why: Loss) -> bool {
+    self.leave(why.status())
+  }
+
+  fn leave(&self, to: u8) -> bool {
+    self.status.compare_exchange(HELD, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
   }
 
   /// Why the lock was lost, if it was.
   pub fn lost_why(&self) -> Option<&'static str> {
-    self.lost_why.get().copied()
+    match self.status.load(Ordering::Acquire) {
+      LOST_GONE => Some(Loss::Gone.reason()),
+      LOST_EXPIRED => Some(Loss::Expired.reason()),
+      _ => None,
+    }
   }
 
   pub fn deadline(&self) -> Mono {
@@ -132,7 +187,7 @@ impl LockState {
 
   /// Whether the background refresh should still keep this lock alive.
   pub fn wants_refresh(&self, now: Mono) -> bool {
-    self.hold_until.is_none_or(|until| now < until)
+    self.hold_until == u64::MAX || now.as_nanos() < self.hold_until
   }
 
   pub fn nothing_to_delete(&self) -> bool {
@@ -230,7 +285,7 @@ impl NativeLock {
   /// Pass it to the storage you write to and have it refuse older tokens.
   #[napi(getter)]
   pub fn fencing_token(&self) -> Option<BigInt> {
-    self.state.fencing_token.map(BigInt::from)
+    self.state.fencing_token().map(BigInt::from)
   }
 
   /// The stored key: the key given to `lock()`, with arrays wrapped as
@@ -305,5 +360,40 @@ mod tests {
     // A string action that is not the waiters' key is not mistaken for it.
     let renamed = state(Bson::String("reader:catalogue".into()), "catalogue");
     assert_eq!(renamed.key(), "catalogue");
+  }
+
+  #[test]
+  fn a_held_lock_stays_small() {
+    // Kept for as long as the lock is held: the README counts its bytes.
+    assert!(std::mem::size_of::<LockState>() <= 88, "{}", std::mem::size_of::<LockState>());
+  }
+
+  #[test]
+  fn optional_fields_read_back_as_given() {
+    let now = Mono::now();
+    let until = DateTime::from_millis(1_700_000_000_123);
+    let with = LockState::new(ObjectId::new(), &Bson::Int32(1), "1", Some(7), now, Some(now), Some(until));
+    assert_eq!(with.fencing_token(), Some(7));
+    assert_eq!(with.min_hold_until(), Some(until));
+    assert!(!with.wants_refresh(now));
+    let without = state(Bson::Int32(1), "1");
+    assert_eq!(without.fencing_token(), None);
+    assert_eq!(without.min_hold_until(), None);
+    assert!(without.wants_refresh(Mono::now().plus(std::time::Duration::from_secs(1 << 40))));
+  }
+
+  #[test]
+  fn a_lock_leaves_held_once_and_remembers_why_it_was_lost() {
+    let freed = state(Bson::Int32(1), "1");
+    assert!(freed.is_flagged());
+    assert!(freed.unlock());
+    assert!(!freed.lose(Loss::Gone), "a freed lock is not lost after");
+    assert!(!freed.is_lost());
+    assert_eq!(freed.lost_why(), None);
+    let lost = state(Bson::Int32(1), "1");
+    assert!(lost.lose(Loss::Expired));
+    assert!(!lost.unlock() && !lost.lose(Loss::Gone));
+    assert!(lost.is_lost() && !lost.is_flagged());
+    assert_eq!(lost.lost_why(), Some(Loss::Expired.reason()));
   }
 }
