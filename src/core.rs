@@ -77,7 +77,7 @@ impl Claim {
 
   async fn attempt(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
     match self {
-      Claim::Mutex(action) => core.try_once(store, action, key, req, || core.waiters.takeover_check_due(key)).await,
+      Claim::Mutex(action) => core.try_once(store, action, None, req, || core.waiters.takeover_check_due(key)).await,
       Claim::Permit(semaphore) => semaphore.attempt(core, store, key, req).await,
       Claim::Read(lock) => lock.read_attempt(core, store, key, req).await,
       Claim::Write { lock, staged } => lock.write_attempt(core, store, key, req, staged).await,
@@ -298,12 +298,13 @@ impl Core {
   /// One attempt: insert; if held, take it over only if it certainly
   /// expired (conditional delete, then insert again; asked only when
   /// `check_expired()` says so); with fencing, take a token. The lock is
-  /// handed out only if its deadline is still ahead.
+  /// handed out only if its deadline is still ahead. `other_key`: what its
+  /// local waiters wait on, when not `action` as shown (see `LockState::new`).
   pub(crate) async fn try_once(
     self: &Arc<Self>,
     store: &Store,
     action: &Bson,
-    key: &str,
+    other_key: Option<&str>,
     req: &LockRequest,
     check_expired: impl FnOnce() -> bool,
   ) -> LockResult<Attempt> {
@@ -343,7 +344,7 @@ impl Core {
     let state = Arc::new(LockState::new(
       id,
       action,
-      key,
+      other_key,
       fencing_token,
       deadline,
       req.max_hold.map(|m| now.at.plus(m)),

@@ -90,6 +90,15 @@ impl HeldAction {
     }
   }
 
+  /// The stored value as `Bson`'s `Display` shows it (the key a plain
+  /// lock's local waiters wait on), without copying it into a `Bson` first.
+  pub fn shown(&self) -> String {
+    match self {
+      HeldAction::Text(text) => format!("\"{text}\""),
+      HeldAction::Other(action) => action.to_string(),
+    }
+  }
+
   /// As `key_text` reads it.
   pub fn text(&self) -> String {
     match self {
@@ -264,6 +273,24 @@ mod tests {
     let other = HeldAction::new(&slot);
     assert_eq!(other.to_bson(), slot);
     assert_eq!(other.text(), key_text(&slot));
+  }
+
+  #[test]
+  fn shown_is_the_bson_display() {
+    let awkward = [
+      Bson::String("bank-details-42".into()),
+      Bson::String("with \"quotes\" and \\ and \n".into()),
+      Bson::String("ключ 🔒".into()),
+      Bson::Int32(42),
+      Bson::Double(0.5),
+      Bson::Boolean(true),
+      Bson::Null,
+      Bson::Document(wrap_array(Bson::Array(vec![Bson::Int32(1), Bson::String("a\"b".into())]))),
+      Bson::Document(doc! { "semaphore": "pool", "slot": 2 }),
+    ];
+    for action in awkward {
+      assert_eq!(HeldAction::new(&action).shown(), action.to_string(), "{action:?}");
+    }
   }
 
   #[test]

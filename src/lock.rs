@@ -88,23 +88,24 @@ impl Loss {
 }
 
 impl LockState {
+  /// `other_key`: the key its local waiters wait on when that is not
+  /// `action` as shown (a permit's or a reader's slot; `None` for a plain
+  /// lock, whose waiters wait on its action: see `Claim::wake_key`).
   pub fn new(
     id: ObjectId,
     action: &Bson,
-    key: &str,
+    other_key: Option<&str>,
     fencing_token: Option<i64>,
     deadline: Mono,
     hold_until: Option<Mono>,
     min_hold_until: Option<DateTime>,
   ) -> Self {
-    let other_key = if action.to_string() == key { None } else { Some(key.into()) };
-    let action = HeldAction::new(action);
     LockState {
       id,
       status: AtomicU8::new(HELD),
       nothing_to_delete: AtomicBool::new(false),
-      action,
-      other_key,
+      action: HeldAction::new(action),
+      other_key: other_key.map(Into::into),
       fencing_token: fencing_token.unwrap_or(NO_TOKEN),
       acquired_at: Mono::now().as_nanos(),
       hold_until: hold_until.map_or(u64::MAX, Mono::as_nanos),
@@ -119,7 +120,7 @@ impl LockState {
   pub fn key(&self) -> Cow<'_, str> {
     match &self.other_key {
       Some(key) => Cow::Borrowed(key),
-      None => Cow::Owned(self.action.to_bson().to_string()),
+      None => Cow::Owned(self.action.shown()),
     }
   }
 
@@ -339,8 +340,8 @@ mod tests {
   use super::*;
   use mongodb::bson::doc;
 
-  fn state(action: Bson, key: &str) -> LockState {
-    LockState::new(ObjectId::new(), &action, key, None, Mono::now(), None, None)
+  fn state(action: Bson, other_key: Option<&str>) -> LockState {
+    LockState::new(ObjectId::new(), &action, other_key, None, Mono::now(), None, None)
   }
 
   #[test]
@@ -348,17 +349,16 @@ mod tests {
     // A plain lock waits on its action as shown (`Claim::wake_key`): not
     // kept a second time.
     let action = Bson::String("bank-details-42".into());
-    let plain = state(action.clone(), &action.to_string());
+    let plain = state(action.clone(), None);
     assert_eq!(plain.key(), action.to_string());
     assert!(plain.other_key.is_none());
-    let numbered = state(Bson::Int32(42), &Bson::Int32(42).to_string());
+    let numbered = state(Bson::Int32(42), None);
     assert_eq!(numbered.key(), "42");
-    assert!(numbered.other_key.is_none());
     // A permit's slot document: waiters wait on the semaphore's key.
-    let permit = state(Bson::Document(doc! { "semaphore": "pool", "slot": 1 }), "pool");
+    let permit = state(Bson::Document(doc! { "semaphore": "pool", "slot": 1 }), Some("pool"));
     assert_eq!(permit.key(), "pool");
     // A string action that is not the waiters' key is not mistaken for it.
-    let renamed = state(Bson::String("reader:catalogue".into()), "catalogue");
+    let renamed = state(Bson::String("reader:catalogue".into()), Some("catalogue"));
     assert_eq!(renamed.key(), "catalogue");
   }
 
@@ -372,11 +372,11 @@ mod tests {
   fn optional_fields_read_back_as_given() {
     let now = Mono::now();
     let until = DateTime::from_millis(1_700_000_000_123);
-    let with = LockState::new(ObjectId::new(), &Bson::Int32(1), "1", Some(7), now, Some(now), Some(until));
+    let with = LockState::new(ObjectId::new(), &Bson::Int32(1), None, Some(7), now, Some(now), Some(until));
     assert_eq!(with.fencing_token(), Some(7));
     assert_eq!(with.min_hold_until(), Some(until));
     assert!(!with.wants_refresh(now));
-    let without = state(Bson::Int32(1), "1");
+    let without = state(Bson::Int32(1), None);
     assert_eq!(without.fencing_token(), None);
     assert_eq!(without.min_hold_until(), None);
     assert!(without.wants_refresh(Mono::now().plus(std::time::Duration::from_secs(1 << 40))));
@@ -384,13 +384,13 @@ mod tests {
 
   #[test]
   fn a_lock_leaves_held_once_and_remembers_why_it_was_lost() {
-    let freed = state(Bson::Int32(1), "1");
+    let freed = state(Bson::Int32(1), None);
     assert!(freed.is_flagged());
     assert!(freed.unlock());
     assert!(!freed.lose(Loss::Gone), "a freed lock is not lost after");
     assert!(!freed.is_lost());
     assert_eq!(freed.lost_why(), None);
-    let lost = state(Bson::Int32(1), "1");
+    let lost = state(Bson::Int32(1), None);
     assert!(lost.lose(Loss::Expired));
     assert!(!lost.unlock() && !lost.lose(Loss::Gone));
     assert!(lost.is_lost() && !lost.is_flagged());

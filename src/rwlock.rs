@@ -72,7 +72,7 @@ impl RwLock {
   ) -> LockResult<Attempt> {
     let writer = match staged.take().filter(|w| core.check(w)) {
       Some(writer) => writer,
-      None => match core.try_once(store, &self.writer, key, req, || true).await? {
+      None => match core.try_once(store, &self.writer, Some(key), req, || true).await? {
         Attempt::Acquired(writer) => writer,
         other => return Ok(other),
       },

@@ -61,7 +61,7 @@ impl Semaphore {
     }
     shuffle(&mut free);
     for slot in free.into_iter().chain(expired) {
-      match core.try_once(store, slot, key, req, || true).await? {
+      match core.try_once(store, slot, Some(key), req, || true).await? {
         Attempt::Held => continue,
         other => return Ok(other),
       }
