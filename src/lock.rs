@@ -354,6 +354,7 @@ mod tests {
     assert!(plain.other_key.is_none());
     let numbered = state(Bson::Int32(42), None);
     assert_eq!(numbered.key(), "42");
+    assert!(numbered.other_key.is_none());
     // A permit's slot document: waiters wait on the semaphore's key.
     let permit = state(Bson::Document(doc! { "semaphore": "pool", "slot": 1 }), Some("pool"));
     assert_eq!(permit.key(), "pool");
