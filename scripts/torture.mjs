@@ -105,10 +105,17 @@ try {
   // The fault schedule: one network fault at a time, steps and pauses
   // independently, until a few seconds before the end (so the run ends calm).
   const quietAt = endAt - Math.min(5000, seconds * 200)
+  // Kinds drawn from a shuffled bag (each once, then refilled), not
+  // independently: a short run gets every kind, which the test checks.
+  let bag = []
+  const nextKind = () => {
+    if (bag.length === 0) bag = ['latency', 'hang', 'reset'].map((k) => [random(), k]).sort((a, b) => a[0] - b[0]).map(([, k]) => k)
+    return bag.pop()
+  }
   const network = async () => {
     while (monotonicMs() < quietAt) {
       await sleep(between(1000, 3000))
-      const kind = pick(['latency', 'hang', 'reset'])
+      const kind = nextKind()
       faults[kind]++
       if (kind === 'latency') {
         const name = await proxy.addToxic('latency', { latency: Math.round(between(200, 1500)), jitter: 100 })
