@@ -7,7 +7,7 @@ import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest'
 import { MongoClient } from 'mongodb'
 import { startFerretDB } from '../scripts/ferretdb.mjs'
 import { startToxiproxy } from '../scripts/toxiproxy.mjs'
-import { lib, eventually, sleep } from './support.mjs'
+import { lib, eventually } from './support.mjs'
 
 const { LockManager, MongoLocksError } = lib
 
@@ -63,9 +63,11 @@ describe('network faults (Toxiproxy)', () => {
 
   it('close() racing an insert in flight: lock() rejects as closed, the document is removed, the key is free when close() returns', async () => {
     const m = await throughProxy()
-    await proxy.addToxic('latency', { latency: 300 })
+    await proxy.addToxic('latency', { latency: 1500 })
     const pending = m.lock('k').then((v) => v, (e) => e)
-    await sleep(100) // the insert is on its way; its reply is not
+    // The insert has reached the server; its reply has not come back.
+    const inserted = async () => (await collection.countDocuments({ action: 'k' })) === 1
+    expect(await eventually(inserted, 1400, 5)).toBe(true)
     await m.close()
     const outcome = await pending
     expect(outcome).toBeInstanceOf(MongoLocksError)

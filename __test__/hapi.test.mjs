@@ -278,7 +278,7 @@ describe('Hapi plugin election', () => {
     const b = await instance('b')
     expect(a.election.isLeader).toBe(false) // not before start
     await a.start()
-    await eventually(() => a.election?.isLeader, 5000)
+    expect(await eventually(() => a.election?.isLeader, 10_000)).toBe(true)
     await b.start()
     await new Promise((r) => setTimeout(r, 300))
     expect([a.election.isLeader, b.election.isLeader]).toEqual([true, false])

@@ -3,7 +3,7 @@
 // before anything is written. The multi-process checkers are in
 // primitives.test.mjs.
 import { describe, it, expect } from 'vitest'
-import { lib, sleep, useLocker } from './support.mjs'
+import { lib, sleep, useLocker, eventually } from './support.mjs'
 import { stockLockManager } from '../scripts/stock-mongo-locks.mjs'
 
 const { LockManager } = lib
@@ -75,8 +75,11 @@ describe('read/write lock', () => {
     expect(await rw.write()).toBeNull() // one attempt: readers hold
     expect(await t.ctx.collection.countDocuments({ 'action.writer': true })).toBe(0) // and it took its document back
     const writer = rw.write({ waitMs: 5000 })
-    await sleep(100)
-    expect(await rw.read()).toBeNull() // the waiting writer keeps readers out
+    // Once its claim is on the server (not after a fixed time: a loaded
+    // machine can take longer to send it)…
+    const writerWaits = async () => (await t.ctx.collection.countDocuments({ 'action.writer': true })) === 1
+    expect(await eventually(writerWaits, 5000, 10)).toBe(true)
+    expect(await rw.read()).toBeNull() // …the waiting writer keeps readers out
     await r1.free()
     await r2.free()
     const w = await writer

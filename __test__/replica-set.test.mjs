@@ -69,7 +69,7 @@ describe('write concern', () => {
       } finally {
         await client.close()
       }
-      await eventually(() => gone.signal.aborted, 2500, 20)
+      expect(await eventually(() => gone.signal.aborted, 5000, 20)).toBe(true)
       expect(gone.signal.reason.message).toMatch(/its document is gone/)
       expect(kept.locked).toBe(true)
       expect(await kept.free()).toBe(true)
