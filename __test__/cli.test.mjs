@@ -115,11 +115,12 @@ describe('cli: arguments', () => {
     expect(quick.code).toBe(1)
     expect(oneErrorLine(quick)).toMatch(new RegExp(`cannot reach the server at 127\\.0\\.0\\.1:${port} within 1s: .*ECONNREFUSED`))
     expect(quick.stderr).not.toContain('s3cret')
-    expect(quick.ms).toBeLessThan(4000)
+    // Well short of the driver's own 30 s (a loaded machine starts node slowly).
+    expect(quick.ms).toBeLessThan(8000)
     // The default --timeout: 5 s.
     expect(byDefault.code).toBe(1)
     expect(oneErrorLine(byDefault)).toMatch(/within 5s/)
-    expect(byDefault.ms).toBeLessThan(9000)
+    expect(byDefault.ms).toBeLessThan(15_000)
   })
 
   it('a server that accepts connections and never answers: exit 1 within the timeout', async () => {
@@ -130,7 +131,7 @@ describe('cli: arguments', () => {
       const run = await cli(['list', '--uri', `mongodb://127.0.0.1:${silent.address().port}/app?directConnection=true`, '--timeout', '1'])
       expect(run.code).toBe(1)
       expect(oneErrorLine(run)).toMatch(new RegExp(`cannot reach the server at 127\\.0\\.0\\.1:${silent.address().port} within 1s`))
-      expect(run.ms).toBeLessThan(5000)
+      expect(run.ms).toBeLessThan(10_000) // not the driver's 30 s
     } finally {
       for (const s of sockets) s.destroy()
       silent.close()
@@ -226,7 +227,7 @@ describe('cli: list and show', () => {
       return found.split(/ {2,}/)
     }
     expect(row('bank-details-42')).toEqual(['bank-details-42', UNKNOWN, expect.stringMatching(/^\d+s$/), expect.stringMatching(/^5\ds$|^60s$/), '-'])
-    expect(row('invoice-7')).toEqual(['invoice-7', 'billing-api on web-3 (pid 4711)', expect.stringMatching(/^3m0\ds$/), expect.stringMatching(/^[45]\ds$/), '17'])
+    expect(row('invoice-7')).toEqual(['invoice-7', 'billing-api on web-3 (pid 4711)', expect.stringMatching(/^3m[01]\ds$/), expect.stringMatching(/^[45]\ds$/), '17'])
     expect(row('job-10')).toEqual(['job-10', UNKNOWN, expect.stringMatching(/^10m\d\ds$/), expect.stringMatching(/^expired \d+s ago$/), '-'])
     expect(row('payment-991')).toEqual([
       'payment-991',
@@ -261,7 +262,12 @@ describe('cli: list and show', () => {
     expect(field(billing, 'holder')).toBe('billing-api on web-3 (pid 4711)')
     expect(field(billing, '  manager')).toBe(BILLING.manager)
     expect(field(billing, 'fencing token')).toBe('17')
-    expect(field(billing, 'refreshed')).toMatch(/  [89]s ago$/)
+    // Refreshed 8 s before populate() wrote it, timed at the server time the
+    // CLI read (the CLIs may start seconds later on a loaded machine).
+    const billingNow = Date.parse(field(billing, 'server time').split(' ')[0])
+    const refreshedAgo = Math.floor((billingNow - byKey['invoice-7'].refreshedAt.getTime()) / 1000)
+    expect(refreshedAgo).toBeGreaterThanOrEqual(8)
+    expect(field(billing, 'refreshed')).toBe(`${byKey['invoice-7'].refreshedAt.toISOString()}  ${refreshedAgo}s ago`)
 
     expect(field(arrayKey, 'key')).toBe('["org",7]')
     expect(field(arrayKey, 'stored as')).toBe('action: {"_key_array":["org",7]}')

@@ -8,7 +8,7 @@
 import { describe, it, expect, vi } from 'vitest'
 import { spawn } from 'node:child_process'
 import { MongoClient, ObjectId, Collection } from 'mongodb'
-import { useLocker, freshCollection, lib, mongoUrl, root, sleep } from './support.mjs'
+import { useLocker, freshCollection, lib, mongoUrl, root, sleep, eventually } from './support.mjs'
 import { freePort } from '../scripts/ferretdb.mjs'
 
 const { LockManager, MongoLocksError, acquireLock, requireLock } = lib
@@ -213,13 +213,22 @@ describe('lock.locked is writable, as in mongo-locks', () => {
     const kept = await t.locker.lock('kept')
     lock.locked = false
     expect(lock.locked).toBe(false)
+    // A refresh already on its way may still write both documents: wait for
+    // two refreshes of the other lock, so that the last was sent after the
+    // switch, and take the abandoned document's state from there.
+    const keptRefreshedAt = async () => (await t.ctx.collection.findOne({ _id: kept._id })).refreshedAt.getTime()
+    const nextRefresh = async (since) => {
+      expect(await eventually(async () => (await keptRefreshedAt()) > since, 5000, 10), 'the other lock is refreshed').toBe(true)
+      return keptRefreshedAt()
+    }
+    await nextRefresh(await nextRefresh(await keptRefreshedAt()))
     const before = await t.ctx.collection.findOne({ _id: lock._id })
-    const keptBefore = await t.ctx.collection.findOne({ _id: kept._id })
+    const keptBefore = await keptRefreshedAt()
     await sleep(500) // five refresh periods
     const after = await t.ctx.collection.findOne({ _id: lock._id })
     expect(after.refreshedAt).toEqual(before.refreshedAt)
     // The manager's other locks are still refreshed.
-    expect((await t.ctx.collection.findOne({ _id: kept._id })).refreshedAt > keptBefore.refreshedAt).toBe(true)
+    await nextRefresh(keptBefore)
     expect(kept.locked).toBe(true)
     await kept.free()
     expect(await lock.refresh()).toBe(false)
