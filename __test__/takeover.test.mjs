@@ -10,9 +10,12 @@ describe('takeover of expired locks', () => {
   afterEach(async () => { await ctx.close() })
 
   it('a holder killed with SIGKILL: another process gets the key within ttl + one refresh interval of the last refresh, not sooner', async () => {
-    const [ttl, refresh] = [1500, 500]
+    // A refresh interval long enough that the bound is about the library
+    // (the waiter's next try after the expiry, a backoff step of at most
+    // 250 ms, and three round trips), not about a loaded machine's scheduling.
+    const [ttl, refresh] = [2000, 1000]
     const holder = path.join(root, '__test__', 'fixtures', 'hold-and-die.mjs')
-    const holdMs = 700 + Math.floor(Math.random() * 500) // die at some point between refreshes
+    const holdMs = Math.floor(Math.random() * refresh) // die at some point between refreshes
     const waiter = new lib.LockManager(ctx.collection, { ttlMs: ttl, refreshMs: refresh })
     try {
       const run = await runNode(holder, [ctx.name, 'crashed-key', String(ttl), String(refresh), String(holdMs)])
