@@ -1,7 +1,9 @@
 // Waiting for a held key: lock(key, { waitMs, signal }).
 import { describe, it, expect } from 'vitest'
 import path from 'node:path'
-import { lib, useLocker, usePrivateServer, runNode, root, sleep } from './support.mjs'
+import os from 'node:os'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { lib, useLocker, usePrivateServer, runNode, startNode, root, sleep } from './support.mjs'
 
 describe('lock(key, { waitMs, signal })', () => {
   const t = useLocker('waiting')
@@ -86,8 +88,15 @@ describe('lock(key, { waitMs, signal })', () => {
     // hold is that the runs end: every process's callers keep getting the
     // key, at a rate near their share, and no caller waits 10 s.
     const script = path.join(root, '__test__', 'fixtures', 'busy-waiters.mjs')
-    const env = { START_AT: String(Date.now() + 2000) }
-    const runs = await Promise.all([4, 4, 1].map((n) => runNode(script, [t.ctx.name, 'hot', String(n), '6', '10000'], { env })))
+    // All three start together once all are connected (none has the key to
+    // itself while another is still loading).
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mln-busy-'))
+    const env = { GO_FILE: path.join(dir, 'go') }
+    const procs = [4, 4, 1].map((n) => startNode(script, [t.ctx.name, 'hot', String(n), '6', '10000'], { env }))
+    await Promise.all(procs.map((p) => p.waitFor('ready', 30_000)))
+    writeFileSync(env.GO_FILE, '')
+    const runs = await Promise.all(procs.map((p) => p.exited))
+    rmSync(dir, { recursive: true, force: true })
     for (const r of runs) expect(r.code, r.stderr).toBe(0)
     const [a, b, lone] = runs.map((r) => JSON.parse(r.stdout.trim().split('\n').pop()))
     const total = a.got + b.got + lone.got
@@ -98,7 +107,7 @@ describe('lock(key, { waitMs, signal })', () => {
     // process, not like one caller in nine.)
     expect(lone.got, JSON.stringify([a, b, lone])).toBeGreaterThan(total / 9 / 4)
     expect([a.timedOut, b.timedOut, lone.timedOut]).toEqual([0, 0, 0])
-  }, 40_000)
+  }, 60_000)
 
   it('an aborted signal rejects the wait promptly with its reason, and takes nothing', async () => {
     const held = await t.locker.lock('k')
