@@ -47,9 +47,10 @@ describe('takeover of expired locks', () => {
   })
 
   it('never takes over a live lock, even one close to expiry', async () => {
+    const locker = new lib.LockManager(ctx.collection)
+    await locker.ready // connected first: the 2 s below are for lock() alone
     const soon = new Date(Date.now() + 2000)
     await ctx.collection.insertOne({ action: 'live', createdAt: new Date(), refreshedAt: new Date(), expiresAt: soon })
-    const locker = new lib.LockManager(ctx.collection)
     try {
       expect(await locker.lock('live')).toBeNull()
       expect(await ctx.collection.countDocuments({ action: 'live', expiresAt: soon })).toBe(1)
