@@ -107,6 +107,7 @@ describe('lock(key, { waitMs, signal })', () => {
     // current polling: 0.5–2.4 times its share alone, 0.58–0.92 beside two
     // CPU-bound processes, and down to 0.14 beside the rest of this suite,
     // whose tests load the same server. So the floor is a sixteenth.
+    console.log(`starvation check: the lone caller got ${(lone.got / (total / 9)).toFixed(2)} times its share: ${JSON.stringify([a, b, lone])}`)
     expect(lone.got, JSON.stringify([a, b, lone])).toBeGreaterThan(total / 9 / 16)
     expect([a.timedOut, b.timedOut, lone.timedOut]).toEqual([0, 0, 0])
   }, 60_000)
