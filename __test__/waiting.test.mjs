@@ -86,7 +86,8 @@ describe('lock(key, { waitMs, signal })', () => {
     // processes only poll, so hand-overs stay in one process for runs
     // (across processes, waiting is not FIFO: see the README). What must
     // hold is that the runs end: every process's callers keep getting the
-    // key, at a rate near their share, and no caller waits 10 s.
+    // key (not necessarily at their share: see below), and no caller waits
+    // 10 s.
     const script = path.join(root, '__test__', 'fixtures', 'busy-waiters.mjs')
     // All three start together once all are connected (none has the key to
     // itself while another is still loading).
