@@ -4,7 +4,7 @@
 import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freshCollection, mongoUrl, runNode, node24, lib } from '../../../__test__/support.mjs'
+import { freshCollection, mongoUrl, runNode, node24, lib, sleep, eventually } from '../../../__test__/support.mjs'
 import { createServer } from '../src/server.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -86,10 +86,8 @@ describe('example server', () => {
     await b.start()
     // At least four ticks' worth, and until three runs happened (a loaded
     // machine can miss the first tick while the two connect).
-    const started = Date.now()
-    while (Date.now() - started < 4200 || (runs.length < 3 && Date.now() - started < 15_000)) {
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    await sleep(4200)
+    await eventually(() => runs.length >= 3, 10_000, 100)
     await a.stop()
     await b.stop()
     const perTick = new Map()
