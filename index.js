@@ -15,21 +15,9 @@ const { driverShape, clientOf, settingsOf, checkManagerTls } = require('./client
 const metrics = require('./metrics.js')
 const { Semaphore, ReadWriteLock, Election, ScheduledJob } = require('./primitives.js')
 
-/** A server or driver failure; `code` is the server's error code where there is one. */
-class MongoLocksError extends Error {
-  constructor(message, code) {
-    super(message)
-    this.name = 'MongoLocksError'
-    if (code !== undefined && code !== null) this.code = code
-  }
-}
-/** A lock this process held is gone: the reason `lock.signal` aborts with. */
-class LockLostError extends Error {
-  constructor(message) {
-    super(message)
-    this.name = 'LockLostError'
-  }
-}
+// The error classes live in errors.js (plain JavaScript, shared with testing.js).
+const { MongoLocksError, LockLostError } = require('./errors.js')
+const { withLock } = require('./with-lock.js')
 native.registerErrorClasses(MongoLocksError, LockLostError)
 
 const { acquireLock, requireLock } = native
@@ -236,28 +224,9 @@ class LockManager extends NativeLockManager {
     metrics.register(this, registry, metrics.checkLabels(labels))
   }
 
-  /**
-   * Runs `fn(lock, lock.signal)` while holding the lock on `key`, and frees
-   * it afterwards. Rejects like requireLock when the lock cannot be had. An
-   * error of `fn` is kept, never masked by a failure to free; a failure to
-   * free after `fn` succeeded does not turn that success into an error (the
-   * lock then expires after its ttl).
-   */
-  async withLock(key, fn, options) {
-    if (typeof fn !== 'function') {
-      throw new TypeError(`mongo-locks-native: withLock(key, fn) needs a function, got ${typeof fn}`)
-    }
-    const lock = await this.lock(key, options)
-    if (!lock) throw new Error(`Failed to acquire lock for ${String(key)}`)
-    let result
-    try {
-      result = await fn(lock, lock.signal)
-    } catch (err) {
-      await lock.free().catch(() => {})
-      throw err
-    }
-    await lock.free().catch(() => {})
-    return result
+  /** Runs `fn(lock, lock.signal)` while holding the lock on `key`, and frees it afterwards (see with-lock.js). */
+  withLock(key, fn, options) {
+    return withLock(this, key, fn, options)
   }
 
   /** Frees the held locks and closes the connections (and the client `collection` made after connect()). */

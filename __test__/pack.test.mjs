@@ -26,6 +26,7 @@ const EXPECTED_FILES = [
   'bin/mongo-locks-native.js',
   'binding.js',
   'client-settings.js',
+  'errors.js',
   'hapi.d.ts',
   'hapi.js',
   'index.d.ts',
@@ -34,6 +35,9 @@ const EXPECTED_FILES = [
   'native-loader.js',
   'package.json',
   'primitives.js',
+  'testing.d.ts',
+  'testing.js',
+  'with-lock.js',
 ]
 // The platform package of this machine: the addon and nothing else.
 const PLATFORM = 'linux-x64-gnu'
