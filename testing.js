@@ -965,12 +965,12 @@ class TestLocker {
   /** Frees the locks still held (without signalling them lost); later calls reject, waiting ones too. */
   async close() {
     if (this.#closed) return
+    for (const waiter of this.#waiters.slice()) waiter.fail(this.#closedError())
     for (const state of this.#heldStates()) this._free(state)
     for (const record of [...this.#records.values()]) {
       if (record.lock === 'staged') this.#records.delete(record.shown)
     }
     this.#closed = true
-    for (const waiter of this.#waiters.slice()) waiter.fail(this.#closedError())
     this.#timers = []
     this.#arm()
   }
