@@ -130,7 +130,7 @@ function lookalikeSearches(target, command) {
     const action = keys.actionOf(key)
     const arg = keys.keyText(action)
     const jsonKey = typeof key === 'string' ? '' : ` (or --json-key ${keys.shellWord(keys.jsonText(key))})`
-    searches.push({ filter: { action }, says: () => `there is one on the ${typeName(key)} key ${arg}: ${again(arg)}${jsonKey}` })
+    searches.push({ filter: { action }, says: () => `there is a lock on the ${typeName(key)} key ${arg}: ${again(arg)}${jsonKey}` })
   }
   const primitive = (kind, name, others = false) => {
     const text = keys.primitiveText(kind, name)
