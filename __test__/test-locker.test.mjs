@@ -3,7 +3,7 @@
 // simulated failures (expire, takeOver) and assertNoneHeld. The behaviour it
 // shares with the real manager is in conformance.test.mjs. The last block is
 // the package as npm packs it: the test locker loads with no binary at all.
-import { describe, it, expect, vi, afterEach, beforeAll, afterAll } from 'vitest'
+import { describe, it, expect, vi, afterEach, beforeAll, afterAll, onTestFinished } from 'vitest'
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, readdirSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -60,6 +60,8 @@ describe('the test locker on fake timers', () => {
 
 describe('the test locker', () => {
   it('advance(ms) moves its own clock: expiry and waits fall due at once', async () => {
+    vi.useFakeTimers() // Date.now() stands still: only advance() moves the locker's clock here
+    onTestFinished(() => { vi.useRealTimers() })
     const locker = createTestLocker({ ttlMs: 30_000 })
     const start = locker.now()
     const lock = await locker.lock('k')
