@@ -89,8 +89,11 @@ function rustStringLiterals(src) {
 
 describe('no work-tracker references in what users read', () => {
   const docs = ['README.md', 'benchmark/README.md', ...filesUnder('docs', '.md')]
-  const types = ['index.d.ts', 'types-header.d.ts', 'hapi.d.ts']
-  const js = ['index.js', 'hapi.js', 'client-settings.js', 'primitives.js', 'metrics.js', 'native-loader.js', ...filesUnder('bin', '.js')]
+  const rootFiles = readdirSync(root)
+  // index.d.ts, types-header.d.ts, hapi.d.ts, testing.d.ts…
+  const types = rootFiles.filter((f) => f.endsWith('.d.ts'))
+  // index.js, hapi.js, client-settings.js, primitives.js, metrics.js, native-loader.js, testing.js…, and the CLI
+  const js = [...rootFiles.filter((f) => f.endsWith('.js')), ...filesUnder('bin', '.js')]
 
   it('the checker finds what it is meant to find, and leaves the rest', () => {
     for (const bad of ['see issue 14 below', 'Issue 14: CPU', 'fixed in #12', 'target (6a)', 'the targets (4) and (5)', 'met target 7', 'at stop 3', "the issue's targets", '(6b) row', '| (4) no timer per lock | met |']) {
@@ -105,6 +108,11 @@ describe('no work-tracker references in what users read', () => {
     }
     expect(rustStringLiterals('let a = "x // y"; // issue 14\nlet b = r#"say "issue 3""#; let c = \'"\'; fn f<\'a>() {}').map((s) => s.text))
       .toEqual(['x // y', 'say "issue 3"'])
+  })
+
+  it('covers the files named in the package', () => {
+    expect(types).toEqual(expect.arrayContaining(['index.d.ts', 'types-header.d.ts', 'hapi.d.ts']))
+    expect(js).toEqual(expect.arrayContaining(['index.js', 'hapi.js', 'client-settings.js', 'primitives.js', 'metrics.js', 'native-loader.js', 'bin/mongo-locks-native.js']))
   })
 
   it.each([...docs, ...types])('%s', (file) => {
