@@ -85,6 +85,14 @@ function nodeDefaultCAs() {
  * The CAs to trust and where they come from: the manager's `tls.ca`, else the
  * client's `ca` or `tlsCAFile`, else Node's default set; plus the TRUSTSTORE_*
  * certificates in every case.
+ *
+ * A client `secureContext` (what @defra/hapi-secure-context decorates the
+ * server with, and the platform's backend template passes to MongoClient)
+ * cannot be read: Node has no way to list a context's CAs. What such a
+ * context trusts in practice is derived from where the platform's CAs come
+ * from: Node's default set (with NODE_EXTRA_CA_CERTS), TRUSTSTORE_*, and
+ * what the Hapi plugin or the application adds as `tls.extraCa`. If that
+ * is not enough, connecting says to pass the CA as `tls: { ca }`.
  */
 function trustedCAs(options, managerTls) {
   let base
@@ -95,13 +103,9 @@ function trustedCAs(options, managerTls) {
     base = { pem: fs.readFileSync(options.tlsCAFile, 'utf8'), source: `tlsCAFile ${options.tlsCAFile}` }
   } else if (options.ca !== undefined) {
     base = { pem: pemText(options.ca, "the client's ca option"), source: "the client's ca option" }
-  } else if (options.secureContext) {
-    fail(
-      "the client's secureContext option cannot be read (Node has no way to list its CAs); " +
-        "pass the same CA as the client's `ca` option, or as new LockManager(collection, { tls: { ca } })",
-    )
   } else {
     base = nodeDefaultCAs()
+    if (options.secureContext) base.source = `derived for the client's secureContext, whose CAs cannot be read: ${base.source}`
   }
   const store = trustStore()
   const extra = managerTls && managerTls.extraCa !== undefined ? pemText(managerTls.extraCa, 'options.tls.extraCa') : ''
@@ -219,6 +223,9 @@ function tlsSettings(o, managerTls) {
   const passphrase = (managerTls && managerTls.passphrase) ?? o.passphrase ?? o.tlsCertificateKeyFilePassword
   if (passphrase !== undefined) out.certKeyPassword = String(passphrase)
   if (o.tlsAllowInvalidCertificates || o.tlsInsecure) out.tlsAllowInvalidCertificates = true
+  // Its CAs were derived (above) unless given another way, and a client
+  // certificate inside it is out of sight: connecting's errors say so.
+  if (o.secureContext) out.secureContext = true
   return out
 }
 

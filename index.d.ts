@@ -245,6 +245,15 @@ export declare class LockLostError extends Error {
   readonly name: 'LockLostError'
 }
 
+export declare namespace LockManager {
+  /**
+   * Connects to `uri` and resolves to a ready manager once the indexes exist: a
+   * `LockManager` like one made from a collection, with every method. Rejects (after
+   * closing what it opened) if the server cannot be reached within the server selection timeout.
+   */
+  function connect(uri: string, options: ConnectOptions): Promise<LockManager>
+}
+
 export interface LockManager {
   /**
    * Takes the lock on `key`. Resolves to a `NativeLock`, or `null` when someone
@@ -347,11 +356,12 @@ export declare class LockManager {
    * creating the indexes happen in the background and `lock()` waits for them.
    *
    * (`client`, not in the types, is what index.js read of the application's
-   * Node client: see `connection`.)
+   * Node client: see `connection`. With `connecting`, also not in the
+   * types, `collection` is the connection string of `connect()`, which
+   * index.js makes through this constructor, so that a manager is made
+   * one way whichever way it is asked for.)
    */
   constructor(collection: MongoCollectionLike, options?: LockManagerOptions)
-  /** Connects to `uri` and resolves to a ready manager once the indexes exist. */
-  static connect(uri: string, options: ConnectOptions): Promise<LockManager>
   /**
    * Takes the locks on all `keys`, all or nothing: in one fixed order
    * (sorted, so two callers never deadlock), and if one cannot be had
@@ -518,6 +528,11 @@ export interface ClientSettings {
    * `tlsAllowInvalidHostnames` on its own).
    */
   tlsAllowInvalidCertificates?: boolean
+  /**
+   * The client has a `secureContext`, which cannot be read: its CAs were
+   * derived (see `ca_source`), and a client certificate in it is unseen.
+   */
+  secureContext?: boolean
   retryWrites?: boolean
   retryReads?: boolean
   compressors?: Array<string>

@@ -110,6 +110,26 @@ function splitTls(options) {
 
 // --- LockManager ---
 
+/**
+ * Every acquisition (lock, lockAll, a permit, a reader, a writer) reaches
+ * its caller through here: the locks learn their manager (for
+ * `lock.collection`), and if that fails the locks are freed, not left
+ * held with nobody to free them. (Rust gives back what it acquired if the
+ * step before this one fails.)
+ */
+function handOver(locker, acquired) {
+  return acquired.then((got) => {
+    const locks = got === null || got === undefined ? [] : Array.isArray(got) ? got : [got]
+    try {
+      for (const lock of locks) managerOf.set(lock, locker)
+    } catch (err) {
+      for (const lock of locks) lock.free().catch(() => {})
+      throw err
+    }
+    return got
+  })
+}
+
 /** Which manager took each lock (for `lock.collection`). */
 const managerOf = new WeakMap()
 /** For managers made by `LockManager.connect()`: where `collection` connects, and its client once made. */
@@ -121,8 +141,9 @@ const nativeLock = NativeLockManager.prototype.lock
 const nativeLockAll = NativeLockManager.prototype.lockAll
 const nativeAcquirePermit = NativeLockManager.prototype.acquirePermit
 const nativeAcquireRw = NativeLockManager.prototype.acquireRw
-const nativeConnect = NativeLockManager.connect
 const nativeInspect = NativeLockManager.prototype.inspect
+/** What `connect()` hands the constructor instead of a collection. */
+const CONNECTING = Symbol('mongo-locks-native connect')
 /** The connection string of a driver-shaped collection's client, if readable. */
 const clientUrl = (collection) => {
   const client = clientOf(collection)
@@ -138,6 +159,12 @@ const INDEX_NAMES = Object.freeze(['action_1', 'expiresAt_1'])
 class LockManager extends NativeLockManager {
   constructor(collection, options) {
     const [rest, managerTls] = splitTls(options)
+    if (collection && collection[CONNECTING] !== undefined) {
+      // From connect(): the URL alone says where to connect.
+      const uri = collection[CONNECTING]
+      super(uri, withDefaultLogger(rest), settingsOf(undefined, managerTls), identity(appNameOf(uri)), true)
+      return
+    }
     const shaped = driverShape(collection)
     // The client's own settings, unless options.uri says where to connect.
     const client = rest && rest.uri !== undefined ? undefined : clientOf(shaped)
@@ -147,12 +174,19 @@ class LockManager extends NativeLockManager {
     setField(this, 'collection', collection)
   }
 
-  /** Connects to `uri` and resolves to a ready manager once the indexes exist. */
+  /**
+   * Connects to `uri` and resolves to a ready manager once the indexes exist:
+   * made by this class's constructor (or a subclass's), like any other.
+   */
   static async connect(uri, options) {
-    const [rest, managerTls] = splitTls(options)
-    const locker = await nativeConnect.call(NativeLockManager, uri, withDefaultLogger(rest), settingsOf(undefined, managerTls), identity(appNameOf(uri)))
-    // Made by Rust as a NativeLockManager: give it this class's methods and fields.
-    Object.setPrototypeOf(locker, LockManager.prototype)
+    const Class = typeof this === 'function' ? this : LockManager // called unbound: connect(uri, options)
+    const locker = new Class({ [CONNECTING]: uri }, options)
+    try {
+      await locker.ready
+    } catch (err) {
+      await locker.close().catch(() => {})
+      throw err
+    }
     connectedTo.set(locker, {
       uri,
       database: options.database,
@@ -164,27 +198,21 @@ class LockManager extends NativeLockManager {
   }
 
   lock(key, options) {
-    return nativeLock.call(this, key, options).then((lock) => {
-      if (lock) managerOf.set(lock, this)
-      return lock
-    })
+    return handOver(this, nativeLock.call(this, key, options))
   }
 
   lockAll(keys, options) {
-    return nativeLockAll.call(this, keys, options).then((locks) => {
-      if (locks) for (const lock of locks) managerOf.set(lock, this)
-      return locks
-    })
+    return handOver(this, nativeLockAll.call(this, keys, options))
   }
 
   /** A semaphore: at most `options.limit` holders of `key` across every process. */
   semaphore(key, options) {
-    return new Semaphore((...args) => nativeAcquirePermit.call(this, ...args).then((lock) => this.#adopt(lock)), key, options)
+    return new Semaphore((...args) => handOver(this, nativeAcquirePermit.call(this, ...args)), key, options)
   }
 
   /** A read/write lock on `key`: many readers or one writer. */
   readWriteLock(key, options) {
-    return new ReadWriteLock((...args) => nativeAcquireRw.call(this, ...args).then((lock) => this.#adopt(lock)), key, options)
+    return new ReadWriteLock((...args) => handOver(this, nativeAcquireRw.call(this, ...args)), key, options)
   }
 
   /** Campaigns for leadership of `key` until stopped (see Election). */
@@ -195,11 +223,6 @@ class LockManager extends NativeLockManager {
   /** Runs `fn` once per `options.everyMs` across every instance that schedules it (see ScheduledJob). */
   schedule(name, options, fn) {
     return new ScheduledJob(this, name, options, fn).start()
-  }
-
-  #adopt(lock) {
-    if (lock) managerOf.set(lock, this)
-    return lock
   }
 
   /** Who holds `key` now (see the Rust doc of `inspect`), with `createdAt`, `refreshedAt` and `expiresAt` as Dates. */

@@ -245,6 +245,15 @@ export declare class LockLostError extends Error {
   readonly name: 'LockLostError'
 }
 
+export declare namespace LockManager {
+  /**
+   * Connects to `uri` and resolves to a ready manager once the indexes exist: a
+   * `LockManager` like one made from a collection, with every method. Rejects (after
+   * closing what it opened) if the server cannot be reached within the server selection timeout.
+   */
+  function connect(uri: string, options: ConnectOptions): Promise<LockManager>
+}
+
 export interface LockManager {
   /**
    * Takes the lock on `key`. Resolves to a `NativeLock`, or `null` when someone

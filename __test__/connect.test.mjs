@@ -191,10 +191,6 @@ describe('connecting like the application', () => {
       { authMechanism: 'MONGODB-OIDC', authMechanismProperties: { OIDC_CALLBACK: async () => ({ accessToken: 'x' }) } },
       /authMechanism MONGODB-OIDC .*cannot be used by the lock manager/,
     ))
-    it('a secureContext whose CAs cannot be read', () => refused(
-      { tls: true, secureContext: {} },
-      /the client's secureContext option cannot be read.*new LockManager\(collection, \{ tls: \{ ca \} \}\)/,
-    ))
     it('tlsAllowInvalidHostnames on its own', () => refused(
       { tls: true, tlsAllowInvalidHostnames: true },
       /tlsAllowInvalidHostnames \(or checkServerIdentity\) cannot be carried on its own/,

@@ -54,17 +54,36 @@ describe('logging', () => {
     }
   })
 
-  it('the TTL-index refusal at warn, once, where the server refuses it', async () => {
+  it('a server without TTL indexes: said once per collection per process, at info (expected, and handled by takeover)', async () => {
+    const ctx = await freshCollection('log')
+    const { logger, lines } = recorder()
+    const managers = [new LockManager(ctx.collection, { logger }), new LockManager(ctx.collection, { logger })]
+    try {
+      for (const m of managers) await (await m.lock(`a-${managers.indexOf(m)}`)).free()
+      const ttl = (await ctx.collection.indexes()).some((i) => i.name === 'expiresAt_1')
+      const said = lines.filter((l) => /no TTL indexes/.test(l.message))
+      expect(said).toHaveLength(ttl ? 0 : 1)
+      if (!ttl) expect(said[0].level).toBe('info')
+      expect(lines.filter((l) => l.level === 'warn' || l.level === 'error')).toEqual([])
+    } finally {
+      for (const m of managers) await m.close()
+      await ctx.close()
+    }
+  })
+
+  it('a takeover of a document kept for its minHoldMs (a scheduled job\'s) at debug, not warn', async () => {
     const ctx = await freshCollection('log')
     const { logger, lines } = recorder()
     const m = new LockManager(ctx.collection, { logger })
     try {
-      await (await m.lock('a')).free()
-      await (await m.lock('b')).free()
-      const ttl = (await ctx.collection.indexes()).some((i) => i.name === 'expiresAt_1')
-      const warnings = lines.filter((l) => /refused the TTL index/.test(l.message))
-      expect(warnings).toHaveLength(ttl ? 0 : 1)
-      if (!ttl) expect(warnings[0].level).toBe('warn')
+      const first = await m.lock('nightly', { minHoldMs: 300 })
+      await first.free() // kept until its minHoldMs
+      expect(await m.lock('nightly')).toBeNull()
+      const next = await eventually(() => m.lock('nightly'), 10_000, 100)
+      expect(next).not.toBeNull()
+      await next.free()
+      expect(lines).toContainEqual({ level: 'debug', message: 'took over a lock kept for its minHoldMs', fields: { action: 'nightly' } })
+      expect(lines.filter((l) => l.level === 'warn' || l.level === 'error')).toEqual([])
     } finally {
       await m.close()
       await ctx.close()

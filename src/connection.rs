@@ -22,7 +22,7 @@ use mongodb::options::{
 };
 use napi_derive::napi;
 
-use crate::errors::{LockError, LockResult};
+use crate::errors::{LockError, LockResult, CERTIFICATE_REQUIRED, UNKNOWN_ISSUER};
 
 /// The settings of the application's Node client that the connection string
 /// may not carry. Every field is optional: absent means "as the URL says".
@@ -52,6 +52,9 @@ pub struct ClientSettings {
   /// (rustls has no hostname-only switch: index.js refuses
   /// `tlsAllowInvalidHostnames` on its own).
   pub tls_allow_invalid_certificates: Option<bool>,
+  /// The client has a `secureContext`, which cannot be read: its CAs were
+  /// derived (see `ca_source`), and a client certificate in it is unseen.
+  pub secure_context: Option<bool>,
   pub retry_writes: Option<bool>,
   pub retry_reads: Option<bool>,
   pub compressors: Option<Vec<String>>,
@@ -103,6 +106,8 @@ pub struct EffectiveSettings {
 #[derive(Default)]
 pub struct TlsFiles {
   dir: Option<PathBuf>,
+  /// Writes nothing: the paths only say that there would be a file.
+  dry: bool,
 }
 
 impl Drop for TlsFiles {
@@ -115,7 +120,15 @@ impl Drop for TlsFiles {
 
 impl TlsFiles {
   /// Writes `contents` as `name` in our private folder (made on first use).
+  /// For planning: `write` writes nothing.
+  pub fn dry() -> TlsFiles {
+    TlsFiles { dir: None, dry: true }
+  }
+
   fn write(&mut self, name: &str, contents: &str) -> LockResult<PathBuf> {
+    if self.dry {
+      return Ok(PathBuf::from(name));
+    }
     let dir = match &self.dir {
       Some(dir) => dir.clone(),
       None => {
@@ -162,7 +175,7 @@ fn io_error(doing: &str, path: &std::path::Path, e: &std::io::Error) -> LockErro
 
 /// Lays `settings` over `options` (parsed from the URL). Returns the files
 /// written for TLS, to keep until the client is closed.
-pub fn apply(settings: &ClientSettings, options: &mut ClientOptions) -> LockResult<TlsFiles> {
+pub fn apply(settings: &ClientSettings, options: &mut ClientOptions, mut files: TlsFiles) -> LockResult<TlsFiles> {
   let s = settings;
   if let Some(hosts) = &s.hosts {
     let parsed: Result<Vec<ServerAddress>, _> = hosts.iter().map(|h| ServerAddress::parse(h)).collect();
@@ -189,7 +202,6 @@ pub fn apply(settings: &ClientSettings, options: &mut ClientOptions) -> LockResu
     credential.mechanism_properties = properties;
     options.credential = Some(credential);
   }
-  let mut files = TlsFiles::default();
   let tls_wanted = s.tls.unwrap_or(matches!(options.tls, Some(Tls::Enabled(_))));
   if tls_wanted {
     let mut tls = match options.tls.take() {
@@ -305,5 +317,35 @@ pub fn describe(options: &ClientOptions, ca_source: Option<&str>) -> EffectiveSe
     connect_timeout_ms: ms(options.connect_timeout),
     server_selection_timeout_ms: ms(options.server_selection_timeout),
     read_preference: "primary".to_string(),
+  }
+}
+
+/// A failed connection, said in the application's terms where its client
+/// has a `secureContext`: we trusted CAs derived from where the platform's
+/// come from, and could not see a client certificate inside it.
+pub fn explain(err: LockError, client: Option<&ClientSettings>) -> LockError {
+  let Some(client) = client.filter(|c| c.secure_context == Some(true)) else { return err };
+  let derived = client.ca_source.as_deref().is_some_and(|s| s.starts_with("derived"));
+  let cert_given = client.cert_key_pem.is_some();
+  match err {
+    LockError::Server { mut message, code } => {
+      if derived {
+        message = message.replace(
+          UNKNOWN_ISSUER,
+          ": the server's certificate was signed by a CA this client does not trust; the application's client has a \
+           secureContext whose CAs cannot be read: pass the same CA as new LockManager(collection, { tls: { ca } }) \
+           (trusted now: Node's default CAs, NODE_EXTRA_CA_CERTS, TRUSTSTORE_* and tls.extraCa)",
+        );
+      }
+      if !cert_given {
+        message = message.replace(
+          CERTIFICATE_REQUIRED,
+          ": the server asks for a client certificate (mutual TLS); the application's client has a secureContext, \
+           whose certificate cannot be read: pass the same certificate and key as new LockManager(collection, { tls: { cert, key } })",
+        );
+      }
+      LockError::Server { message, code }
+    }
+    other => other,
   }
 }

@@ -84,12 +84,29 @@ impl Claim {
     }
   }
 
-  async fn give_up(&mut self, core: &Arc<Core>) {
-    if let Claim::Write { staged: Some(writer), .. } = self {
-      let _ = core.withdraw(writer).await;
+  /// Whether this claim's waiter should poll at once rather than back off:
+  /// a semaphore waiter with a place in the queue, for which the others
+  /// leave a free permit.
+  fn urgent(&self) -> bool {
+    matches!(self, Claim::Permit(semaphore) if semaphore.queued())
+  }
+
+  /// After the wait, whatever it came to: leave the semaphore's queue; a
+  /// claim that did not get its lock gives back what it held between
+  /// attempts (a writer's staged document).
+  async fn end(&mut self, core: &Arc<Core>, acquired: bool) {
+    match self {
+      Claim::Permit(semaphore) => semaphore.leave(core),
+      Claim::Write { staged: Some(writer), .. } if !acquired => {
+        let _ = core.withdraw(writer).await;
+      }
+      _ => {}
     }
   }
 }
+
+/// How often a queued semaphore waiter polls (see `Claim::urgent`).
+const URGENT_POLL: Duration = Duration::from_millis(10);
 
 pub struct Core {
   pub config: Config,
@@ -108,14 +125,36 @@ pub struct Core {
   lost: Option<Arc<LostSink>>,
   route: LogRoute,
   /// What the last connection attempt tried (`locker.settings` while it
-  /// cannot connect: the first thing to look at then).
+  /// cannot connect: the first thing to look at then); planned at
+  /// construction, before any attempt.
   tried: Mutex<Option<EffectiveSettings>>,
+  /// One connection attempt at a time; see `store()`.
+  connecting: tokio::sync::Mutex<Connecting>,
+  /// Set by `__failNextHandOver()` (tests): the next hand-over of acquired
+  /// locks to JavaScript fails, as a JS error after the insert would.
+  pub(crate) fail_next_hand_over: AtomicBool,
+  /// The message of the last connection failure the warm-up logged: the
+  /// calls that shared that attempt do not log it a second time.
+  logged_failure: Mutex<Option<String>>,
+  /// Calls waiting for a connection attempt in progress.
+  waiting_to_connect: std::sync::atomic::AtomicI64,
+}
+
+/// The outcome of the connection attempts so far, for callers that waited
+/// on one: they share its failure instead of starting another, so a call
+/// fails within one server selection timeout, not two.
+#[derive(Default)]
+struct Connecting {
+  /// How many attempts have failed.
+  failures: u64,
+  last: Option<LockError>,
 }
 
 impl Core {
   pub fn start(config: Config, route: LogRoute, lost: Option<Arc<LostSink>>) -> Arc<Core> {
     let (stop, stopped) = watch::channel(false);
     let span = route.span();
+    let planned = Store::plan(&config);
     let core = Arc::new(Core {
       config,
       store: OnceCell::new(),
@@ -129,7 +168,11 @@ impl Core {
       waiters: Waiters::default(),
       lost,
       route,
-      tried: Mutex::new(None),
+      tried: Mutex::new(planned),
+      connecting: tokio::sync::Mutex::new(Connecting::default()),
+      fail_next_hand_over: AtomicBool::new(false),
+      logged_failure: Mutex::new(None),
+      waiting_to_connect: std::sync::atomic::AtomicI64::new(0),
     });
     refresh::spawn(Arc::downgrade(&core), stopped, span);
     core
@@ -143,28 +186,82 @@ impl Core {
     let res = fut.instrument(self.route.span()).await;
     if let Err(LockError::Server { message, .. }) = &res {
       Stats::bump(&self.stats.errors);
-      let _enter = self.route.span().entered();
-      tracing::error!(target: "mongo_locks_native", "{message}");
+      if self.logged_failure.lock().unwrap().as_deref() != Some(message.as_str()) {
+        let _enter = self.route.span().entered();
+        tracing::error!(target: "mongo_locks_native", "{message}");
+      }
     }
     res
   }
+
 
   pub fn span(&self) -> tracing::Span {
     self.route.span()
   }
 
-  /// The connection, made on first use; a failed attempt is retried by the
-  /// next call rather than remembered, so a server that comes up late works.
+  /// The connection, made on first use. A failed attempt is not
+  /// remembered for later calls, so a server that comes up late works; but
+  /// the calls that waited on an attempt share its outcome, so none of them
+  /// starts a second one (and waits a second server selection timeout).
+  /// `background`: the attempt nobody's call waits on (the constructor's
+  /// warm-up); its failure is logged here, once, as a warning.
   pub async fn store(&self) -> LockResult<&Store> {
+    self.connect(false).await
+  }
+
+  pub async fn connect(&self, background: bool) -> LockResult<&Store> {
+    if let Some(store) = self.store.get() {
+      return Ok(store);
+    }
     if self.is_closed() {
       return Err(LockError::Closed);
     }
     let _flight = self.flights.enter();
+    let seen = self.connecting.try_lock().map(|c| c.failures).ok();
+    let mut connecting = {
+      let _waiting = Waiting::enter(&self.waiting_to_connect);
+      self.connecting.lock().await
+    };
+    if let Some(store) = self.store.get() {
+      return Ok(store);
+    }
+    // An attempt ended while we waited for our turn: its failure is ours.
+    if seen.is_none_or(|seen| connecting.failures != seen) {
+      if let Some(last) = &connecting.last {
+        return Err(last.clone());
+      }
+    }
+    if self.is_closed() {
+      return Err(LockError::Closed);
+    }
     // Boxed, and made only when it runs: connecting's future (parsing the
     // URL, DNS, the indexes, the clock) is about 20 KB, and inline it
     // would be part of every call that awaits `store()`, held for as long
-    // as the call waits (issue 14: 21.7 KB per queued lock() call).
-    self.store.get_or_try_init(|| Box::pin(Store::connect(&self.config, &self.clock, &self.tried))).await
+    // as the call waits (21.7 KB per queued lock() call, measured).
+    match Box::pin(Store::connect(&self.config, &self.clock, &self.tried)).await {
+      Ok(store) => {
+        connecting.last = None;
+        *self.logged_failure.lock().unwrap() = None;
+        Ok(self.store.get_or_init(|| async { store }).await)
+      }
+      Err(e) => {
+        connecting.failures += 1;
+        connecting.last = Some(e.clone());
+        // Logged once, here, for every call that shares this attempt: a
+        // warning if none waited on it (the warm-up: lock() tries again),
+        // else an error, as a call's server failure is.
+        if let LockError::Server { message, .. } = &e {
+          let _enter = self.route.span().entered();
+          if background && self.waiting_to_connect.load(Ordering::Acquire) == 0 {
+            tracing::warn!(target: "mongo_locks_native", "{message}; lock() will try again");
+          } else {
+            tracing::error!(target: "mongo_locks_native", "{message}");
+          }
+          *self.logged_failure.lock().unwrap() = Some(message.clone());
+        }
+        Err(e)
+      }
+    }
   }
 
   /// The settings of the last connection attempt, before it succeeded.
@@ -218,9 +315,7 @@ impl Core {
     cancel: Option<Arc<Cancel>>,
   ) -> LockResult<Option<Arc<LockState>>> {
     let res = self.wait_for(&mut claim, req, cancel).await;
-    if !matches!(res, Ok(Some(_))) {
-      claim.give_up(self).await;
-    }
+    claim.end(self, matches!(res, Ok(Some(_)))).await;
     res
   }
 
@@ -283,6 +378,7 @@ impl Core {
         Turn::Poll(pause) => (pause, true),
         Turn::Sleep(pause) => (pause, false),
       };
+      let pause = if claim.urgent() { pause.min(URGENT_POLL) } else { pause };
       let pause = pause.min(deadline - now);
       waited.start();
       try_now = tokio::select! {
@@ -312,8 +408,17 @@ impl Core {
     let id = ObjectId::new();
     let mut now = self.server_now()?;
     let mut acquired = self.insert(store, id, action, &now).await?;
-    if !acquired && check_expired() && store.delete_expired(action, self.server_now()?.earliest()).await? {
-      tracing::warn!(target: "mongo_locks_native", action = %key_text(action), "took over an expired lock");
+    let expired =
+      if !acquired && check_expired() { store.delete_expired(action, self.server_now()?.earliest()).await? } else { None };
+    if let Some(expected) = expired {
+      // A document kept for its `minHoldMs` (a scheduled job's) is meant to
+      // be taken over; any other expired one was left by a holder that
+      // stopped refreshing: a crash, a stall, a lost connection.
+      if expected {
+        tracing::debug!(target: "mongo_locks_native", action = %key_text(action), "took over a lock kept for its minHoldMs");
+      } else {
+        tracing::warn!(target: "mongo_locks_native", action = %key_text(action), "took over an expired lock");
+      }
       Stats::bump(&self.stats.taken_over);
       now = self.server_now()?;
       acquired = self.insert(store, id, action, &now).await?;
@@ -376,7 +481,7 @@ impl Core {
 
   /// Removes document `id`, which we may have written but will not hold,
   /// in the background (close() waits for it). Only ever our own `_id`.
-  fn clean_up(self: &Arc<Self>, id: ObjectId) {
+  pub(crate) fn clean_up(self: &Arc<Self>, id: ObjectId) {
     let flight = self.flights.enter();
     let core = self.clone();
     napi::bindgen_prelude::spawn(async move {
@@ -492,6 +597,28 @@ impl Core {
       return Ok(());
     }
     self.delete_document(state).await.map(|_| ())
+  }
+
+  /// Gives back locks acquired for a caller that will never hold them (see
+  /// `manager::run_call`): no longer held or counted at once, their
+  /// documents deleted in the background (close() waits for that).
+  pub fn give_back(self: &Arc<Self>, states: Vec<Arc<LockState>>) {
+    // A closing manager frees every lock it still has, these included.
+    if states.is_empty() || self.is_closed() {
+      return;
+    }
+    for state in &states {
+      state.unlock();
+      self.held.lock().unwrap().remove(&state.id);
+    }
+    let flight = self.flights.enter();
+    let core = self.clone();
+    napi::bindgen_prelude::spawn(async move {
+      let _flight = flight;
+      for state in &states {
+        let _ = core.traced(core.withdraw(state)).await;
+      }
+    });
   }
 
   /// Deletes `state`'s document, and wakes this process's waiters for its

@@ -79,13 +79,25 @@ pub fn describe_driver_error(err: &mongodb::error::Error) -> String {
   }
 }
 
+/// Said first when the server's certificate is not trusted.
+pub const UNKNOWN_ISSUER: &str = ": the server's TLS certificate is signed by a CA this client does not trust (unknown issuer). \
+  The manager trusts what the Node client is given (its ca or tlsCAFile, else Node's CAs with \
+  NODE_EXTRA_CA_CERTS and TRUSTSTORE_*); or pass new LockManager(collection, { tls: { ca } })";
+
+/// Said first when the server wants a client certificate we did not send.
+pub const CERTIFICATE_REQUIRED: &str = ": the server asks for a client certificate (mutual TLS) and this client sent none; \
+  give the client tlsCertificateKeyFile (or cert and key), or pass new LockManager(collection, { tls: { cert, key } })";
+
 /// What a server-selection failure most likely means, said first, since the
 /// driver's own message is a wall of topology detail.
 fn why_unreachable(message: &str) -> &'static str {
-  if message.contains("UnknownIssuer") || message.contains("invalid peer certificate") && message.contains("Issuer") {
-    ": the server's TLS certificate is signed by a CA this client does not trust (unknown issuer). \
-     The manager trusts what the Node client is given (its ca or tlsCAFile, else Node's CAs with \
-     NODE_EXTRA_CA_CERTS and TRUSTSTORE_*); or pass new LockManager(collection, { tls: { ca } })"
+  // BadSignature: a trusted CA has the issuer's name but did not sign it
+  // (another CA of the same name): to the user, the same untrusted issuer.
+  let peer = message.contains("invalid peer certificate");
+  if message.contains("UnknownIssuer") || peer && (message.contains("Issuer") || message.contains("BadSignature")) {
+    UNKNOWN_ISSUER
+  } else if message.contains("CertificateRequired") || message.contains("certificate required") {
+    CERTIFICATE_REQUIRED
   } else if message.contains("NotValidForName") {
     ": the server's TLS certificate does not name the host connected to"
   } else if message.contains("Authentication failed") || message.contains("AuthenticationFailed") || message.contains("SCRAM failure") {

@@ -48,7 +48,10 @@ impl LockManager {
   /// creating the indexes happen in the background and `lock()` waits for them.
   ///
   /// (`client`, not in the types, is what index.js read of the application's
-  /// Node client: see `connection`.)
+  /// Node client: see `connection`. With `connecting`, also not in the
+  /// types, `collection` is the connection string of `connect()`, which
+  /// index.js makes through this constructor, so that a manager is made
+  /// one way whichever way it is asked for.)
   #[napi(constructor, ts_args_type = "collection: MongoCollectionLike, options?: LockManagerOptions")]
   pub fn new(
     env: Env,
@@ -56,7 +59,13 @@ impl LockManager {
     options: Option<Unknown>,
     client: Option<ClientSettings>,
     identity: Option<Identity>,
+    connecting: Option<bool>,
   ) -> Result<Self> {
+    if connecting == Some(true) {
+      // connect() waits for the connection itself: no warm-up.
+      let core = for_connect(&env, &collection, options.as_ref(), client, identity).map_err(|e| to_napi(&env, &e))?;
+      return Ok(LockManager { core });
+    }
     let setup = (|| {
       let raw = read_options(options.as_ref(), CONSTRUCTOR_OPTIONS)?;
       let (found_uri, database, name) = from_collection(&collection)?;
@@ -76,63 +85,12 @@ impl LockManager {
     let core = setup.map_err(|e| to_napi(&env, &e))?;
     let warmup = core.clone();
     napi::bindgen_prelude::spawn(async move {
+      // Its failure is logged once by `connect`, shared with the calls
+      // that waited on it.
       let span = warmup.span();
-      match warmup.store().instrument(span.clone()).await {
-        // Closed before it connected: nothing to retry, nothing to say.
-        Ok(_) | Err(LockError::Closed) => {}
-        Err(e) => {
-          let _enter = span.entered();
-          tracing::warn!(target: "mongo_locks_native", error = %e.message(), "connecting in the background failed; lock() will retry");
-        }
-      }
+      let _ = warmup.connect(true).instrument(span).await;
     });
     Ok(LockManager { core })
-  }
-
-  /// Connects to `uri` and resolves to a ready manager once the indexes exist.
-  #[napi(ts_args_type = "uri: string, options: ConnectOptions", ts_return_type = "Promise<LockManager>")]
-  pub fn connect<'env>(
-    env: &'env Env,
-    uri: Unknown,
-    options: Option<Unknown>,
-    client: Option<ClientSettings>,
-    identity: Option<Identity>,
-  ) -> Result<PromiseRaw<'env, LockManager>> {
-    let core = (|| {
-      if uri.get_type().ok() != Some(ValueType::String) {
-        return Err(LockError::invalid(format!(
-          "mongo-locks-native: LockManager.connect(uri, options) needs a connection string, got {}",
-          describe(&uri)
-        )));
-      }
-      let uri: String = unsafe { uri.cast() }.map_err(|e| LockError::invalid(e.reason))?;
-      let raw: RawOptions = read_options(options.as_ref(), CONNECT_OPTIONS)?;
-      let database = raw.database.clone().ok_or_else(|| {
-        LockError::invalid("mongo-locks-native: LockManager.connect needs options.database (the database name)")
-      })?;
-      let collection = raw.collection.clone().unwrap_or_else(|| DEFAULT_COLLECTION.to_string());
-      let mut config = Config::build(uri, database, collection, &raw)?;
-      config.client = client;
-      identify(&mut config, identity);
-      start(env, config, options.as_ref())
-    })();
-    let core = match core {
-      Ok(c) => c,
-      Err(e) => return rejected(env, &e),
-    };
-    crate::bridge::spawn(env, 
-      async move {
-        let ready = core.traced(async { core.store().await.map(|_| ()) }).await;
-        if ready.is_err() {
-          let _ = core.close().await;
-        }
-        Ok(ready.map(|_| core))
-      },
-      |env, res| match res {
-        Ok(core) => Ok(LockManager { core }),
-        Err(e) => Err(to_napi(env, &e)),
-      },
-    )
   }
 
   /// Takes the lock on `key`. Resolves to a `Lock`, or `null` when someone
@@ -335,6 +293,13 @@ impl LockManager {
     self.core.held_count() as u32
   }
 
+  /// For tests: the next hand-over of acquired locks to JavaScript fails,
+  /// as a JS error between the insert and the caller would.
+  #[napi(js_name = "__failNextHandOver", skip_typescript)]
+  pub fn fail_next_hand_over(&self) {
+    self.core.fail_next_hand_over.store(true, std::sync::atomic::Ordering::Release);
+  }
+
   /// The write concern lock writes use once connected: `"majority"` (a
   /// replica set or sharded cluster, or `writeConcern: "majority"`) or
   /// `"default"` (the server's or the connection string's); `null` before
@@ -380,7 +345,7 @@ impl LockManager {
   ) -> Result<PromiseRaw<'env, Settled<'env, V>>>
   where
     Fut: Future<Output = LockResult<T>> + Send + 'static,
-    T: Send + 'static,
+    T: Acquired + Send + 'static,
     V: ToNapiValue,
   {
     let prepared = input.and_then(|input| Ok((input, prepare(env, options)?)));
@@ -406,15 +371,47 @@ impl LockManager {
     crate::bridge::spawn(env, 
       fut,
       move |env, (res, core)| {
-        call.settle(env, res, |value, watch| {
+        // No acquisition leaves a document without a handle: whatever fails
+        // between the insert and the caller holding its `Lock`s (a JS
+        // error, a manager closed meanwhile), what was acquired is given
+        // back here, for every kind of claim.
+        let acquired = res.as_ref().map(Acquired::states).unwrap_or_default();
+        let settled = call.settle(env, res, |value, watch| {
           finish(value, &|state| {
+            if core.is_closed() {
+              return Err(to_napi(env, &LockError::Closed));
+            }
+            if core.fail_next_hand_over.swap(false, std::sync::atomic::Ordering::AcqRel) {
+              return Err(Error::from_reason("mongo-locks-native: the hand-over failed (test hook)"));
+            }
             core.check(&state); // a lock that arrived past its deadline is lost now
             watch(&state)?;
             Ok(NativeLock::new(state, core.clone()))
           })
-        })
+        });
+        if settled.is_err() {
+          core.give_back(acquired);
+        }
+        settled
       },
     )
+  }
+}
+
+/// The locks a call's result holds.
+trait Acquired {
+  fn states(&self) -> Vec<Arc<LockState>>;
+}
+
+impl Acquired for Option<Arc<LockState>> {
+  fn states(&self) -> Vec<Arc<LockState>> {
+    self.iter().cloned().collect()
+  }
+}
+
+impl Acquired for Option<Vec<Arc<LockState>>> {
+  fn states(&self) -> Vec<Arc<LockState>> {
+    self.iter().flatten().cloned().collect()
   }
 }
 
@@ -513,6 +510,33 @@ impl LockInspection {
       fencing_token: number(doc, "fencingToken"),
     }
   }
+}
+
+/// The core of a manager made by `LockManager.connect(uri, options)`.
+fn for_connect(
+  env: &Env,
+  uri: &Unknown,
+  options: Option<&Unknown>,
+  client: Option<ClientSettings>,
+  identity: Option<Identity>,
+) -> LockResult<Arc<Core>> {
+  if uri.get_type().ok() != Some(ValueType::String) {
+    return Err(LockError::invalid(format!(
+      "mongo-locks-native: LockManager.connect(uri, options) needs a connection string, got {}",
+      describe(uri)
+    )));
+  }
+  let uri: String = unsafe { uri.cast() }.map_err(|e| LockError::invalid(e.reason))?;
+  let raw: RawOptions = read_options(options, CONNECT_OPTIONS)?;
+  let database = raw
+    .database
+    .clone()
+    .ok_or_else(|| LockError::invalid("mongo-locks-native: LockManager.connect needs options.database (the database name)"))?;
+  let collection = raw.collection.clone().unwrap_or_else(|| DEFAULT_COLLECTION.to_string());
+  let mut config = Config::build(uri, database, collection, &raw)?;
+  config.client = client;
+  identify(&mut config, identity);
+  start(env, config, options)
 }
 
 /// A manager's core, with its logger and its lost-lock channel.

@@ -42,7 +42,7 @@ impl RwLock {
   }
 
   /// One `read()` attempt.
-  pub async fn read_attempt(&self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
+  pub async fn read_attempt(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
     if self.writer_present(core, store).await? {
       return Ok(Attempt::Held); // a writer holds or waits: it goes first
     }

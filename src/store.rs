@@ -108,6 +108,14 @@ impl Store {
     clock: &ServerClock,
     tried: &std::sync::Mutex<Option<EffectiveSettings>>,
   ) -> LockResult<Store> {
+    Self::open(config, clock, tried).await.map_err(|e| connection::explain(e, config.client.as_ref()))
+  }
+
+  async fn open(
+    config: &Config,
+    clock: &ServerClock,
+    tried: &std::sync::Mutex<Option<EffectiveSettings>>,
+  ) -> LockResult<Store> {
     let mut options = ClientOptions::parse(&config.uri).await.map_err(|e| match e.kind.as_ref() {
       ErrorKind::InvalidArgument { message, .. } => LockError::invalid(format!(
         "mongo-locks-native: malformed MongoDB connection string {:?}: {message}",
@@ -115,21 +123,12 @@ impl Store {
       )),
       _ => LockError::server("resolving the connection string", &e),
     })?;
-    let files = match &config.client {
-      Some(settings) => connection::apply(settings, &mut options)?,
-      None => TlsFiles::default(),
-    };
-    if let Some(timeout) = config.server_selection_timeout {
-      options.server_selection_timeout = Some(timeout);
-    }
-    options.max_pool_size.get_or_insert(DEFAULT_MAX_POOL);
-    options.max_idle_time.get_or_insert(DEFAULT_MAX_IDLE);
+    let files = Self::configure(config, &mut options, TlsFiles::default())?;
     // 0 is "no limit" to the driver.
     let in_flight = match options.max_pool_size {
       Some(0) | None => tokio::sync::Semaphore::MAX_PERMITS,
       Some(n) => n as usize,
     };
-    options.app_name.get_or_insert_with(|| "mongo-locks-native".to_string());
     let settings = connection::describe(&options, config.client.as_ref().and_then(|c| c.ca_source.as_deref()));
     *tried.lock().unwrap() = Some(settings.clone());
     let client = Client::with_options(options).map_err(|e| LockError::server("creating the client", &e))?;
@@ -191,6 +190,44 @@ impl Store {
     Ok(store)
   }
 
+  /// Lays the application's client settings and ours over `options`
+  /// (parsed from the URL); TLS files go to `files`.
+  fn configure(config: &Config, options: &mut ClientOptions, mut files: TlsFiles) -> LockResult<TlsFiles> {
+    if let Some(settings) = &config.client {
+      files = connection::apply(settings, options, files)?;
+    }
+    if let Some(timeout) = config.server_selection_timeout {
+      options.server_selection_timeout = Some(timeout);
+    }
+    options.max_pool_size.get_or_insert(DEFAULT_MAX_POOL);
+    options.max_idle_time.get_or_insert(DEFAULT_MAX_IDLE);
+    options.app_name.get_or_insert_with(|| "mongo-locks-native".to_string());
+    Ok(files)
+  }
+
+  /// The settings a connection will use, known at construction, before
+  /// any attempt (`locker.settings`): the URL parsed without I/O, with the
+  /// same settings laid over it and no file written. An SRV name shows as
+  /// written: it is resolved when connecting. `None` if the URL cannot be
+  /// read so (connecting then says why).
+  pub fn plan(config: &Config) -> Option<EffectiveSettings> {
+    use futures_util::FutureExt;
+    const SRV: &str = "mongodb+srv://";
+    let srv = config.uri.get(..SRV.len()).is_some_and(|p| p.eq_ignore_ascii_case(SRV));
+    let uri = if srv { format!("mongodb://{}", &config.uri[SRV.len()..]) } else { config.uri.clone() };
+    // Without an SRV name to resolve, parsing completes at its first poll.
+    let mut options = ClientOptions::parse(&uri).into_future().now_or_never()?.ok()?;
+    if srv && options.tls.is_none() {
+      options.tls = Some(mongodb::options::Tls::Enabled(Default::default()));
+    }
+    Self::configure(config, &mut options, TlsFiles::dry()).ok()?;
+    let mut settings = connection::describe(&options, config.client.as_ref().and_then(|c| c.ca_source.as_deref()));
+    if srv {
+      settings.hosts = settings.hosts.iter().map(|h| format!("{} (SRV, resolved when connecting)", h.trim_end_matches(":27017"))).collect();
+    }
+    Some(settings)
+  }
+
   /// Runs one server operation within the operation timeout.
   async fn bounded<T, Fut>(&self, doing: &str, op: impl FnOnce() -> Fut) -> LockResult<T>
   where
@@ -236,14 +273,19 @@ impl Store {
       .build();
     let doing = "creating the TTL index on expiresAt";
     if let Err(e) = bounded(self.timeout, doing, self.locks.create_index(ttl).into_future()).await? {
-      // Each manager connects once, so this warns once per manager.
       if refuses_ttl(&e) {
-        tracing::warn!(
-          target: "mongo_locks_native",
-          error = %describe_driver_error(&e),
-          "the server refused the TTL index on expiresAt; expired locks are still taken over by lock(), \
-           but abandoned lock documents stay in the collection"
-        );
+        // Expected on servers without a TTL monitor, and handled: said once
+        // per collection per process, for whoever wonders why the index
+        // is missing, not at every manager's start.
+        if first_ttl_refusal(&self.locks.namespace().to_string()) {
+          tracing::info!(
+            target: "mongo_locks_native",
+            error = %describe_driver_error(&e),
+            "this server has no TTL indexes, so expired lock documents are not deleted by the server: \
+             the next lock() on their key takes them over, and the documents of keys never locked again stay \
+             (harmless; the command-line tool lists them)"
+          );
+        }
       } else {
         return Err(LockError::server(doing, &e));
       }
@@ -303,12 +345,15 @@ impl Store {
   /// Deletes the lock on `action` only if it expired before `earliest` (the
   /// earliest the server's time can be now): the atomic half of a takeover.
   /// `true` when we removed it.
-  pub async fn delete_expired(&self, action: &Bson, earliest: DateTime) -> LockResult<bool> {
+  /// `Some(expected)` if it deleted one: `expected` when its holder had
+  /// freed it and it was only kept for its `minHoldMs` (see `expire_at`).
+  pub async fn delete_expired(&self, action: &Bson, earliest: DateTime) -> LockResult<Option<bool>> {
     let filter = doc! { "action": action.clone(), "expiresAt": { "$lt": earliest } };
-    let res = self
-      .bounded("removing an expired lock", || retry_once(|| self.locks.delete_one(filter.clone())))
-      .await?;
-    Ok(res.deleted_count == 1)
+    // (No projection: FerretDB 1.24 has none for findAndModify, and the
+    // document is small.)
+    let delete = || self.locks.find_one_and_delete(filter.clone());
+    let found = self.bounded("removing an expired lock", || retry_once(delete)).await?;
+    Ok(found.map(|doc| doc.get_bool("freed").unwrap_or(false)))
   }
 
   /// Pushes the expiry of each of `ids` to at least `now + ttl` (`$max`: a
@@ -331,23 +376,33 @@ impl Store {
 
   /// The lock documents among `actions` (read on the primary): each one's
   /// `action` and `expiresAt`. What a semaphore reads to see its free slots.
-  pub async fn occupied(&self, actions: &[Bson]) -> LockResult<Vec<(Bson, Option<DateTime>)>> {
+  pub async fn occupied(&self, actions: &[Bson]) -> LockResult<Vec<Occupied>> {
     let filter = doc! { "action": { "$in": actions.to_vec() } };
     let read = || async move {
-      let cursor = retry_once(|| self.locks.find(filter.clone()).projection(doc! { "action": 1, "expiresAt": 1 })).await?;
+      let projection = doc! { "action": 1, "expiresAt": 1, "createdAt": 1 };
+      let cursor = retry_once(|| self.locks.find(filter.clone()).projection(projection.clone())).await?;
       cursor.try_collect::<Vec<Document>>().await
     };
     let docs = self.bounded("reading a semaphore's permits", read).await?;
     Ok(docs
       .into_iter()
-      .filter_map(|mut d| Some((d.remove("action")?, d.get_datetime("expiresAt").ok().copied())))
+      .filter_map(|mut d| {
+        Some(Occupied {
+          id: d.get_object_id("_id").ok()?,
+          expires: d.get_datetime("expiresAt").ok().copied(),
+          created: d.get_datetime("createdAt").ok().copied(),
+          action: d.remove("action")?,
+        })
+      })
       .collect())
   }
 
   /// Sets the expiry of lock `id` to `at` and leaves it there (`minHoldMs`:
   /// the key stays taken until then); `false` if the document is gone.
   pub async fn expire_at(&self, id: ObjectId, at: DateTime) -> LockResult<bool> {
-    let update = doc! { "$set": { "expiresAt": at } };
+    // `freed`: its holder is done with it, so the takeover that ends it is
+    // expected, not a sign of a holder that died.
+    let update = doc! { "$set": { "expiresAt": at, "freed": true } };
     let res = self
       .bounded("keeping a lock until its minHoldMs", || retry_once(|| self.locks.update_one(doc! { "_id": id }, update.clone())))
       .await?;
@@ -560,6 +615,28 @@ async fn bounded<T>(limit: Duration, doing: &str, op: impl Future<Output = T>) -
 fn is_transient(e: &mongodb::error::Error) -> bool {
   matches!(e.kind.as_ref(), ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. })
     || e.contains_label("RetryableWriteError")
+}
+
+/// A lock document found by `occupied`.
+pub struct Occupied {
+  pub id: ObjectId,
+  pub action: Bson,
+  pub expires: Option<DateTime>,
+  pub created: Option<DateTime>,
+}
+
+impl Occupied {
+  /// Whether its holder may still believe it holds it.
+  pub fn live(&self, earliest: DateTime) -> bool {
+    self.expires.is_none_or(|e| e >= earliest)
+  }
+}
+
+/// Whether this is the first refusal of a TTL index for `namespace` in
+/// this process.
+fn first_ttl_refusal(namespace: &str) -> bool {
+  static SEEN: std::sync::Mutex<Option<std::collections::HashSet<String>>> = std::sync::Mutex::new(None);
+  SEEN.lock().unwrap().get_or_insert_with(Default::default).insert(namespace.to_string())
 }
 
 /// Runs an idempotent operation, and once more if the connection broke

@@ -1,0 +1,168 @@
+// The platform's backend template passes `server.secureContext` (from
+// @defra/hapi-secure-context) to MongoClient.connect and builds its locker
+// with `new LockManager(db.collection('mongo-locks'))`. Node cannot list a
+// secure context's CAs, so the manager trusts what such a context trusts in
+// practice (Node's default CAs, TRUSTSTORE_*, tls.extraCa) and, when that is
+// not enough, says what to pass, once and within the server selection
+// timeout. Real TLS (a per-run CA made with openssl), the real plugin, the
+// Node driver 6 and 7; each app in a process of its own, with
+// NODE_EXTRA_CA_CERTS, SSL_CERT_FILE and SSL_CERT_DIR unset.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import path from 'node:path'
+import tls from 'node:tls'
+import { readFileSync, rmSync } from 'node:fs'
+import { MongoClient } from 'mongodb'
+import { startFerretDB } from '../scripts/ferretdb.mjs'
+import { makeTestCA } from '../scripts/test-ca.mjs'
+import { lib, runNode, root } from './support.mjs'
+
+const { LockManager, MongoLocksError } = lib
+const fixture = path.join(root, '__test__', 'fixtures', 'template-app.mjs')
+const SELECTION_MS = 5000
+
+function cleanEnv(extra) {
+  const env = { ...process.env, ...extra }
+  for (const name of ['NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR']) delete env[name]
+  for (const name of Object.keys(env)) if (name.startsWith('TRUSTSTORE_') && !(name in extra)) delete env[name]
+  return env
+}
+
+/** A manager on `collection` with `options` locks and frees; `check(settings)` after the lock. */
+async function locksWith(collection, options, check) {
+  const locker = new LockManager(collection, { logger: false, ...options })
+  try {
+    const lock = await locker.lock('k')
+    expect(lock).not.toBeNull()
+    check(locker.settings)
+    await lock.free()
+  } finally {
+    await locker.close()
+  }
+}
+
+/** Runs the template-shaped app; resolves to what it printed. */
+async function runApp(mode, env) {
+  const run = await runNode(fixture, [mode, `template-${mode}-${Date.now()}`], { env, timeoutMs: 60_000 })
+  const line = run.stdout.trim().split('\n').pop()
+  expect(run.code, `exit ${run.code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`).toBe(0)
+  return { ...JSON.parse(line), ms: run.ms }
+}
+
+describe('the platform backend template: @defra/hapi-secure-context, then MongoClient.connect(url, { secureContext: server.secureContext })', () => {
+  let ca
+  let other
+  let server
+  let mtls
+  beforeAll(async () => {
+    ca = makeTestCA()
+    other = makeTestCA() // a CA the server does not use
+    server = await startFerretDB({ tls: { certFile: ca.serverCertFile, keyFile: ca.serverKeyFile } })
+    mtls = await startFerretDB({ tls: { certFile: ca.serverCertFile, keyFile: ca.serverKeyFile, caFile: ca.caFile } })
+  })
+  afterAll(async () => {
+    await server?.stop()
+    await mtls?.stop()
+    for (const dir of [ca?.dir, other?.dir]) if (dir) rmSync(dir, { recursive: true, force: true })
+  })
+
+  for (const driver of ['mongodb', 'mongodb7']) {
+    it(`boots, locks, refuses a held key, frees and stops clean with the CA in TRUSTSTORE_* (driver ${driver})`, async () => {
+      const out = await runApp('ok', cleanEnv({
+        TLS_URL: server.tlsUrl,
+        DRIVER: driver,
+        SERVER_SELECTION_MS: String(SELECTION_MS),
+        TRUSTSTORE_CA: Buffer.from(ca.caPem).toString('base64'),
+      }))
+      expect(out.error).toBeUndefined()
+      expect(out.driver).toMatch(driver === 'mongodb' ? /^6\./ : /^7\./)
+      expect(out.secureContextDecorated).toBe(true)
+      expect(out).toMatchObject({ routeStatus: 200, locked: true, refusedWhileHeld: 409, freed: true, afterFree: 200, lockDocumentsBeforeStop: 0 })
+      // Known from construction, and saying the CAs were derived, from where.
+      expect(out.settingsAtConstruction.tls).toBe(true)
+      expect(out.settingsAtConstruction.tlsCa).toMatch(/^derived for the client's secureContext, whose CAs cannot be read: Node's .*\+ TRUSTSTORE_\* \(1\)$/)
+      // The template's readPreference 'secondary' and retryWrites false: reads stay on the primary.
+      expect(out.settings).toMatchObject({ tls: true, readPreference: 'primary', retryWrites: false })
+      // Nothing written to the console by the locker, and the process ended by itself.
+      expect(out.logged).toEqual([])
+    })
+  }
+
+  it('without the CA in TRUSTSTORE_*: the app\'s client fails, and the first lock() rejects once, within the server selection timeout, saying to pass tls: { ca }', async () => {
+    const out = await runApp('missing-ca', cleanEnv({
+      TLS_URL: server.tlsUrl,
+      DRIVER: 'mongodb',
+      SERVER_SELECTION_MS: String(SELECTION_MS),
+      TRUSTSTORE_OTHER: Buffer.from(other.caPem).toString('base64'),
+    }))
+    expect(out.appClientError).toMatch(/certificate/)
+    expect(out.lockError.name).toBe('MongoLocksError')
+    expect(out.lockError.message).toMatch(/the server's certificate was signed by a CA this client does not trust; the application's client has a secureContext whose CAs cannot be read: pass the same CA as new LockManager\(collection, \{ tls: \{ ca \} \}\)/)
+    // One selection timeout, not two (the constructor's warm-up and lock()
+    // share one attempt): room for a loaded machine, short of twice it.
+    expect(out.lockMs).toBeLessThan(SELECTION_MS * 1.6)
+    const lines = out.logged.filter((l) => l.text.includes('mongo-locks-native'))
+    expect(lines, JSON.stringify(out.logged)).toHaveLength(1)
+    expect(lines[0].text).toMatch(/secureContext whose CAs cannot be read: pass the same CA/)
+  })
+
+  it('a secureContext made from a CA that only the context has: the same clear rejection; with that CA as tls: { ca }, it works', async () => {
+    const client = new MongoClient(server.tlsUrl, { serverSelectionTimeoutMS: SELECTION_MS, secureContext: tls.createSecureContext({ ca: ca.caPem }) })
+    const lines = []
+    const logger = Object.fromEntries(['debug', 'info', 'warn', 'error'].map((level) => [level, (fields, message) => lines.push({ level, message })]))
+    try {
+      await client.db('admin').command({ ping: 1 }) // the app's own client trusts it
+      const collection = client.db('secure-context').collection(`only-${Date.now()}`)
+      const blind = new LockManager(collection, { logger })
+      const started = Date.now()
+      const err = await blind.lock('k').catch((e) => e)
+      const ms = Date.now() - started
+      await blind.close()
+      expect(err).toBeInstanceOf(MongoLocksError)
+      expect(err.message).toMatch(/secureContext whose CAs cannot be read: pass the same CA as new LockManager\(collection, \{ tls: \{ ca \} \}\)/)
+      expect(ms).toBeLessThan(SELECTION_MS * 1.6)
+      expect(lines.filter((l) => /cannot be read/.test(l.message))).toHaveLength(1)
+
+      await locksWith(collection, { tls: { ca: ca.caPem } }, (settings) => expect(settings.tlsCa).toMatch(/^options\.tls\.ca \(1\)/))
+    } finally {
+      await client.close()
+    }
+  })
+
+  it('mutual TLS with the client certificate inside the secureContext: the rejection says to pass tls: { cert, key }; with them, it works', async () => {
+    const secureContext = tls.createSecureContext({
+      ca: ca.caPem,
+      cert: readFileSync(ca.clientPemFile, 'utf8'),
+      key: readFileSync(ca.clientPemFile, 'utf8'),
+    })
+    const client = new MongoClient(mtls.tlsUrl, { serverSelectionTimeoutMS: SELECTION_MS, secureContext })
+    try {
+      await client.db('admin').command({ ping: 1 }) // the app's client has a certificate
+      const collection = client.db('secure-context').collection(`mtls-${Date.now()}`)
+      const blind = new LockManager(collection, { logger: false, tls: { ca: ca.caPem } })
+      const err = await blind.lock('k').catch((e) => e)
+      await blind.close()
+      expect(err).toBeInstanceOf(MongoLocksError)
+      expect(err.message).toMatch(/the server asks for a client certificate \(mutual TLS\); the application's client has a secureContext, whose certificate cannot be read: pass the same certificate and key as new LockManager\(collection, \{ tls: \{ cert, key \} \}\)/)
+
+      const pem = readFileSync(ca.clientPemFile, 'utf8')
+      await locksWith(collection, { tls: { ca: ca.caPem, cert: pem, key: pem } }, (settings) => expect(settings.tlsClientCertificate).toBe(true))
+    } finally {
+      await client.close()
+    }
+  })
+
+  it('locker.settings is there from construction, every time', async () => {
+    for (let i = 0; i < 8; i++) {
+      const client = new MongoClient(server.tlsUrl, { secureContext: tls.createSecureContext({ ca: ca.caPem }), readPreference: 'secondaryPreferred', retryReads: false })
+      const locker = new LockManager(client.db('secure-context').collection('settings'), { logger: false, tls: { extraCa: ca.caPem } })
+      try {
+        expect(locker.settings).toMatchObject({ tls: true, readPreference: 'primary', retryReads: false })
+        expect(locker.settings.hosts).toEqual([`localhost:${server.tlsPort}`])
+        expect(locker.settings.tlsCa).toMatch(/^derived for the client's secureContext.*\+ options\.tls\.extraCa \(1\)$/)
+      } finally {
+        await locker.close()
+        await client.close()
+      }
+    }
+  })
+})
