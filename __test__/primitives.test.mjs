@@ -65,10 +65,14 @@ function sweep(list, visit = () => {}) {
   return most
 }
 
-/** Starts `count` workers; `options(i)` gives each its JSON options. */
+/**
+ * Starts `count` workers; `options(i)` gives each its JSON options. Every
+ * other worker makes its manager with LockManager.connect(uri), the rest
+ * with new LockManager(collection): both ways take part in every checker.
+ */
 function startWorkers(mode, ctx, dir, count, durationMs, options = () => ({})) {
   return Array.from({ length: count }, (_, i) =>
-    startNode(worker, [mode, ctx.name, dir, `w${i}`, String(durationMs), JSON.stringify({ ttlMs: TTL, refreshMs: REFRESH, ...options(i) })], {
+    startNode(worker, [mode, ctx.name, dir, `w${i}`, String(durationMs), JSON.stringify({ ttlMs: TTL, refreshMs: REFRESH, via: i % 2 ? 'connect' : 'collection', ...options(i) })], {
       timeoutMs: durationMs + 40_000,
     }),
   )
@@ -238,6 +242,32 @@ describe('primitives across processes', () => {
       await b.close()
     }
   }, 30_000)
+
+  // No waiter is passed over while permits keep being freed: with waitMs
+  // long against typical holds, nobody gets null. 60 s in CI;
+  // FAIRNESS_SECONDS shortens it for a quick run by hand.
+  const FAIR_MS = Number(process.env.FAIRNESS_SECONDS ?? 60) * 1000
+  const fairness = (results) => results
+    .map((r, i) => `  w${i} (${r.via}): ${r.sections} grants, ${r.nulls} nulls, longest wait ${(r.longestWaitMs / 1000).toFixed(2)} s`)
+    .join('\n')
+
+  it(`semaphore: five processes on three permits for ${FAIR_MS / 1000} s, holds of 20–150 ms, waitMs 10 s: no acquire() returns null`, async () => {
+    const workers = startWorkers('semaphore', ctx, dir, 5, FAIR_MS, () => ({ limit: 3, waitMs: 10_000, holdMs: [20, 150] }))
+    const results = await finished(workers)
+    console.log(`semaphore fairness, ${FAIR_MS / 1000} s:\n${fairness(results)}`)
+    expect(results.map((r) => r.nulls), fairness(results)).toEqual([0, 0, 0, 0, 0])
+    expect(results.every((r) => r.errors === 0 && r.sections > 0)).toBe(true)
+    expect(sweep(intervals(readLogs(dir)))).toBeLessThanOrEqual(3)
+  }, FAIR_MS + 90_000)
+
+  const MIXED_MS = FAIR_MS / 2
+  it(`read/write lock: five processes, 30% writers, for ${MIXED_MS / 1000} s, waitMs 10 s: no read() or write() returns null`, async () => {
+    const workers = startWorkers('rwlock', ctx, dir, 5, MIXED_MS, () => ({ waitMs: 10_000 }))
+    const results = await finished(workers)
+    console.log(`read/write lock fairness, ${MIXED_MS / 1000} s:\n${fairness(results)}`)
+    expect(results.map((r) => r.nulls), fairness(results)).toEqual([0, 0, 0, 0, 0])
+    expect(results.every((r) => r.errors === 0 && r.sections > 0)).toBe(true)
+  }, MIXED_MS + 90_000)
 
   it('minHoldMs: a job every 1 s on four skewed instances runs once per interval, even with one killed; without it, once per instance', async () => {
     const skews = [0, 90, 180, 270] // clock differences between hosts, in ms

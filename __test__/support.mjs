@@ -86,18 +86,48 @@ export function runNode(file, args = [], { node = process.execPath, prefix = [],
 export const node24 = path.join(root, 'node_modules', 'node', 'bin', 'node')
 
 /**
- * Registers hooks giving each test a fresh collection and a LockManager on it:
- * read `t.ctx` and `t.locker` inside the tests.
+ * Every way an application makes a manager: each must offer every method.
+ * `make(ctx, options)` resolves to `{ locker, stop }` on `ctx`'s collection.
  */
-export function useLocker(prefix = 'locks', options) {
+export const MANAGER_KINDS = {
+  'new LockManager(collection)': async (ctx, options) => {
+    const locker = new lib.LockManager(ctx.collection, { logger: false, ...options })
+    return { locker, stop: () => locker.close() }
+  },
+  'LockManager.connect(uri)': async (ctx, options) => {
+    const locker = await lib.LockManager.connect(mongoUrl(), { database: ctx.db.databaseName, collection: ctx.name, logger: false, ...options })
+    return { locker, stop: () => locker.close() }
+  },
+  'the Hapi plugin with mongoUrl': (ctx, options) => hapiLocker({ mongoUrl: mongoUrl(), databaseName: ctx.db.databaseName, collection: ctx.name }, options),
+  'the Hapi plugin with collection': (ctx, options) => hapiLocker({ collection: ctx.collection }, options),
+}
+
+/** A Hapi server with our plugin; its locker (quiet: nothing listens to server.log) and how to stop it. */
+async function hapiLocker(pluginOptions, { logger, ...options } = {}) {
+  const Hapi = require('@hapi/hapi')
+  const server = Hapi.server()
+  await server.register({ plugin: lib.hapiPlugin, options: { ...pluginOptions, ...options } })
+  await server.initialize()
+  return { locker: server.locker, stop: () => server.stop() }
+}
+
+/**
+ * Registers hooks giving each test a fresh collection and a LockManager on it
+ * (made the way `kind` says, one of MANAGER_KINDS): read `t.ctx` and
+ * `t.locker` inside the tests.
+ */
+export function useLocker(prefix = 'locks', options, kind = 'new LockManager(collection)') {
   const t = {}
   beforeEach(async () => {
     t.ctx = await freshCollection(prefix)
     // Quiet unless the test brings a logger: the console default (warnings
     // and errors, as mongo-locks prints them) is tested in drop-in.test.mjs.
-    t.locker = new lib.LockManager(t.ctx.collection, { logger: false, ...options })
+    const made = await MANAGER_KINDS[kind](t.ctx, options)
+    t.locker = made.locker
+    t.stop = made.stop
   })
   afterEach(async () => {
+    await t.stop()
     await t.locker.close()
     await t.ctx.close()
   })
