@@ -1,4 +1,4 @@
-// Issue 10's type test: a backend written against mongo-locks 3.2.0's API
+// The drop-in type test: a backend written against mongo-locks 3.2.0's API
 // (__test__/types/stock-api.ts and its vitest tests, stock-api-mocks.ts)
 // type-checks with zero errors against stock mongo-locks 3.2.0 AND against
 // this package installed under the name `mongo-locks`, in the same run.

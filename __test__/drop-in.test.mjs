@@ -1,4 +1,4 @@
-// Issue 10 at run time, against the test server: what mongo-locks 3.2 code
+// Drop-in at run time, against the test server: what mongo-locks 3.2 code
 // reads and does beyond lock()/free() works unchanged — lock._id (an ObjectId
 // of the application's mongodb, the stored _id), lock.collection and
 // locker.collection, locker.MongoLocksError, locker.ready, `locked` writable,

@@ -1,4 +1,4 @@
-// Self-test of the TLS and authentication test infrastructure (issue 9),
+// Self-test of the TLS and authentication test infrastructure,
 // with the Node driver only: scripts/test-ca.mjs makes a private CA, and
 // scripts/ferretdb.mjs starts FerretDB with a TLS listener and SCRAM users.
 // Starts its own servers, so it runs whatever MONGO_URL says.

@@ -9,7 +9,7 @@
 // Every measurement (scenario × library × run) runs in a fresh process
 // forked with --expose-gc (see worker.mjs); the two libraries alternate run
 // by run, in ABBA order, so that drift on a noisy machine hits both. Prints
-// medians and ratios (ours / stock), the issue's targets, a Markdown table
+// medians and ratios (ours / stock), the goals we measure against, a Markdown table
 // for the README, and writes benchmark/results.json.
 import { execFileSync, fork } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
@@ -47,7 +47,7 @@ function modeConfig(quick) {
       eventLoop: { ratePerSec: quick ? 200 : 1000, durationMs: quick ? 1000 : 10_000 },
       cpu: { iterations: quick ? 200 : 4000, blocks: quick ? 2 : 8 },
       burst: { locks: quick ? 500 : 10_000, settleMs: quick ? 500 : 3000 },
-      // Issue 14: 32 waiters across 4 processes, as scenario 3's 32 in one.
+      // 32 waiters across 4 processes, as scenario 3's 32 in one.
       handover: { processes: 4, waitersPerProcess: 8, rounds: quick ? 1 : 10, holdMs: 1, waitMs: 30_000 },
     },
     // Ours alone (stock has none of them): see primitives.mjs.

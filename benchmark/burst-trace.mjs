@@ -3,7 +3,7 @@
 // (live bytes and blocks, trims done), in glibc (bytes in use, free kept,
 // arena, mmapped) and in V8 (heapTotal, heapUsed, external). It shows when
 // the lock objects are finalized and the trim runs (src/trim.rs), and what
-// RSS keeps after that (README, issue 14, target 7). Needs an alloc-stats
+// RSS keeps after that (benchmark/README.md, memory after a burst). Needs an alloc-stats
 // build (see native-memory.mjs for how to make one):
 //
 //   NAPI_RS_NATIVE_LIBRARY_PATH=$PWD/tmp/alloc-stats.node MONGO_URL=mongodb://127.0.0.1:27017/ \

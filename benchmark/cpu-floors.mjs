@@ -6,10 +6,10 @@
 //   nodePings   two { ping: 1 } commands of the Node driver
 //   oursPings   two locker.ping() (scenario 6's floor for this library)
 //
-// It answers what target (6a) of issue 14 asks of a client that makes two
+// It answers what a CPU goal of ours asks of a client that makes two
 // round trips: mongo-locks is the Node driver's insert and delete plus its
 // own JavaScript, so half of its CPU can be below what the Node driver's
-// two writes, or even its two pings, cost (README, issue 14). Starts a
+// two writes, or even its two pings, cost (benchmark/README.md). Starts a
 // throwaway FerretDB unless MONGO_URL is set:
 //
 //   node benchmark/cpu-floors.mjs [pairs = 3000]

@@ -1,4 +1,4 @@
-// 8. Cross-process hand-over (issue 14): how long a key stays free between
+// 8. Cross-process hand-over: how long a key stays free between
 // one holder's free() and the next holder's acquisition, when the waiters
 // are in other processes. Scenario 3 measures queueing (32 waiters of one
 // process wait for each other); this one measures the hand-over itself.

@@ -1,5 +1,5 @@
 // Native memory per held lock and after a burst, counted by the addon's own
-// allocator (issue 14). Needs a build with the `alloc-stats` feature, which
+// allocator. Needs a build with the `alloc-stats` feature, which
 // adds a counting global allocator and hidden __allocStats() / __mallocTrim():
 //
 //   nice -n 10 cargo build --release --target x86_64-unknown-linux-gnu --features alloc-stats

@@ -1,5 +1,5 @@
-// Turns the per-run measurements into medians, ratios, the targets of the
-// issue, a plain-text table, a Markdown table and the results.json object.
+// Turns the per-run measurements into medians, ratios, the goals,
+// a plain-text table, a Markdown table and the results.json object.
 import { LABELS, LIBRARIES } from './libraries.mjs'
 import { median, ratio } from './stats.mjs'
 
@@ -96,7 +96,7 @@ export function summarize(runs) {
   return summary
 }
 
-/** The issue's targets (for the scenarios that ran), each with the measured value and met / missed. */
+/** The goals (for the scenarios that ran), each with the measured value and met / missed. */
 export function evaluateTargets(summary, config) {
   const m = (scenario, key) => summary[scenario].metrics[key]
   const x = (v) => (v === null ? 'n/a' : `${v.toFixed(2)}×`)
@@ -155,7 +155,7 @@ export function evaluateTargets(summary, config) {
       const cps = m('handover', 'commandsPerSec')
       const ms = (v) => (v === null ? 'n/a' : `${v.toFixed(1)} ms`)
       const perSec = (v) => (v === null ? 'n/a' : v.toFixed(0))
-      // The issue's condition beside it: no more server load than the
+      // The goal's condition beside it: no more server load than the
       // retry-with-backoff of today; both figures shown, not judged here.
       const shown = `${ms(p50.ours)} (mongo-locks ${ms(p50.stock)}); server commands/s ours ${perSec(cps.ours)}, mongo-locks ${perSec(cps.stock)}`
       return [['8', `cross-process hand-over median ≤ 10 ms at ${processes * waitersPerProcess} waiters across ${processes} processes`, p50.ours, p50.ours <= 10, shown]]

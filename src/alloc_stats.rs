@@ -1,5 +1,5 @@
-//! Allocation counts of the native side, for measuring memory per held lock
-//! (issue 14). Only with the cargo feature `alloc-stats`, off by default:
+//! Allocation counts of the native side, for measuring memory per held lock.
+//! Only with the cargo feature `alloc-stats`, off by default:
 //! the shipped build has no counting allocator and no `__allocStats`.
 //!
 //! Counts what Rust allocates in this addon (ours, the driver's, Tokio's,

@@ -360,7 +360,7 @@ impl LockManager {
     crate::alloc_stats::note_size("work", &work);
     // Boxed: the call's own future is several KB, and passed by value
     // through `traced` and into the spawned task it would be laid out
-    // more than once in the task (issue 14: measured with `alloc-stats`).
+    // more than once in the task (measured with `alloc-stats`).
     let work = Box::pin(work);
     let fut = async move {
       let res = core.traced(work).await;

@@ -430,7 +430,7 @@ impl Store {
   /// burst of frees), it joins a queue that a few of the waiting callers
   /// send as `delete`s of up to `FREE_BATCH` ids each. Ten thousand frees
   /// at once then cost tens of commands, not ten thousand, and none waits
-  /// for a connection past its operation timeout (issue 14: 7,274 of
+  /// for a connection past its operation timeout (7,274 of
   /// 10,000 did on FerretDB/PostgreSQL).
   pub async fn free(&self, id: ObjectId) -> LockResult<Freed> {
     let queued = {

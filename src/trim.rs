@@ -4,7 +4,7 @@
 //! per call while it waits and runs; when they are done, glibc's malloc
 //! keeps the freed memory in its arenas (the Tokio worker's arena above
 //! all), fragmented, so RSS stays where the burst took it. Measured with
-//! the `alloc-stats` build (README, issue 14): after a burst of 10,000
+//! the `alloc-stats` build (benchmark/README.md): after a burst of 10,000
 //! lock()+free() the Rust side had freed all but 4 MB, malloc held
 //! 299 MB free, and `malloc_trim(0)` brought RSS from +300 MB to +23 MB.
 //!

@@ -11,8 +11,8 @@
 //! try only when a local free wakes them, or when they take over polling.
 //! So a process asks the server about a key no more often than its
 //! waiters did when each polled on its own, and a key freed in another
-//! process is seen `n` times sooner than by any one of them (issue 14:
-//! cross-process hand-over). Waiters that each asked on their own also
+//! process is seen `n` times sooner than by any one of them (the
+//! cross-process hand-over the benchmark measures). Waiters that each asked on their own also
 //! asked in bursts, all at their first few short pauses at once.
 //!
 //! An attempt that finds the key held also asks whether the holder expired
