@@ -12,7 +12,8 @@ const WORKERS = 4
 const ROUNDS = 3
 
 const node = process.env.npm_node_execpath || process.execPath
-if (buildAddon({ node }) !== 0) process.exit(1)
+// SKIP_BUILD: the addon is already built (the test that runs this demo).
+if (!process.env.SKIP_BUILD && buildAddon({ node }) !== 0) process.exit(1)
 const server = await testServer()
 console.log(`MongoDB: ${server.external ? 'MONGO_URL' : 'a local FerretDB 1.24.2 (SQLite backend), started for this demo'}\n`)
 
