@@ -217,6 +217,7 @@ impl Core {
       return Err(LockError::Closed);
     }
     let _flight = self.flights.enter();
+    let entered = Instant::now();
     let seen = self.connecting.try_lock().map(|c| c.failures).ok();
     let mut connecting = {
       let _waiting = Waiting::enter(&self.waiting_to_connect);
@@ -225,10 +226,15 @@ impl Core {
     if let Some(store) = self.store.get() {
       return Ok(store);
     }
-    // An attempt ended while we waited for our turn: its failure is ours.
+    // An attempt ended while we waited for our turn: its failure is ours,
+    // unless it had started well before this call (a warm-up since a
+    // server that came up late) and we have waited less than half of our
+    // own server selection timeout: then we try once more ourselves.
     if seen.is_none_or(|seen| connecting.failures != seen) {
       if let Some(last) = &connecting.last {
-        return Err(last.clone());
+        if entered.elapsed() >= self.selection_timeout() / 2 {
+          return Err(last.clone());
+        }
       }
     }
     if self.is_closed() {
@@ -264,7 +270,15 @@ impl Core {
     }
   }
 
-  /// The settings of the last connection attempt, before it succeeded.
+  /// How long connecting waits for a server: the manager's option, else
+  /// the application's client's, else the driver's default.
+  fn selection_timeout(&self) -> Duration {
+    let client = self.config.client.as_ref().and_then(|c| c.server_selection_timeout_ms);
+    self.config.server_selection_timeout.unwrap_or_else(|| Duration::from_millis(client.map_or(30_000, u64::from)))
+  }
+
+  /// The settings of the last connection attempt, or those planned at
+  /// construction before any.
   pub fn tried_settings(&self) -> Option<EffectiveSettings> {
     self.tried.lock().unwrap().clone()
   }

@@ -250,9 +250,11 @@ impl LockManager {
 
   /// The connection as this manager's own client makes it, without secrets
   /// (hosts, credentials' user and mechanism, TLS and where its CAs come
-  /// from, retryWrites, pool bounds, timeouts…); `null` before the first
-  /// connection attempt (a failed attempt shows what it tried). Lock
-  /// operations always read from the primary.
+  /// from, retryWrites, pool bounds, timeouts…). Planned at construction
+  /// from the connection string and the client's options (an SRV name shows
+  /// as written until connecting resolves it); after an attempt, what it
+  /// used. `null` only for a connection string that cannot be read without
+  /// connecting. Lock operations always read from the primary.
   #[napi(getter)]
   pub fn settings(&self) -> Option<EffectiveSettings> {
     self.core.connected().map(|s| s.settings.clone()).or_else(|| self.core.tried_settings())
