@@ -653,6 +653,27 @@ describe('cli: keys, primitives, databases and collections', () => {
     )
   })
 
+  it('a semaphore waiter that queued shows as such, after the permits', async () => {
+    const { ctx } = t
+    const locker = manager({ ttlMs: 3000 })
+    const pool = locker.semaphore('pool', { limit: 1 })
+    const held = await pool.acquire()
+    const waiting = manager({ ttlMs: 3000 }).semaphore('pool', { limit: 1 }).acquire({ waitMs: 20_000 })
+    // A waiter takes its place in the queue after 500 ms of waiting.
+    expect(await eventually(async () => (await ctx.collection.countDocuments({ 'action.queue': { $exists: true } })) === 1, 10_000)).toBe(true)
+    const run = await cli(['show', '--semaphore', 'pool'], { target: ctx })
+    expect(run.code, run.stderr).toBe(0)
+    const lines = run.stdout.trimEnd().split('\n')
+    expect(lines[0]).toBe(`semaphore pool in ${place()}: 1 permit held, 1 waiter queued`)
+    expect(lines.slice(2, -1).map((l) => l.split(/ {2,}/)[0])).toEqual([String(held.action.permit), 'queue 0'])
+    await held.free()
+    const next = await waiting
+    expect(next).not.toBeNull()
+    await next.free()
+    // Its place is given up once it holds a permit.
+    expect(await eventually(async () => (await ctx.collection.countDocuments()) === 0, 5000)).toBe(true)
+  })
+
   it('a database or collection that does not exist: list, show and watch exit 4 naming which and the ones that exist', async () => {
     const { ctx } = t
     await manager().lock('payment-991')

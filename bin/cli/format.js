@@ -156,16 +156,19 @@ function slotsLines(kind, name, slots, snapshot, place) {
   const expired = slots.filter((l) => l.expired).length
   const writer = slots.some((l) => l.slot.field === 'writer')
   const readers = slots.length - (writer ? 1 : 0)
+  const queued = slots.filter((l) => l.slot.field === 'queue').length
   let summary
   if (kind === 'semaphore') {
-    summary = `${plural(slots.length, 'permit')} held`
+    summary = `${plural(slots.length - queued, 'permit')} held`
+    if (queued) summary += `, ${plural(queued, 'waiter')} queued`
   } else {
     summary = `${writer ? 'a writer' : 'no writer'} and ${plural(readers, 'reader')}`
     if (writer && readers > 0) summary += ' (the writer waits for the readers to leave)'
   }
   if (expired) summary += `, ${expired} expired`
   const head = `${keys.primitiveText(kind, name)} in ${place}: ${summary}`
-  const rows = slots.map((l) => [kind === 'semaphore' ? String(l.slot.index) : keys.slotName(l.slot), holderText(l.holder), heldFor(l), expiresIn(l), tokenText(l), l._id])
+  const slotColumn = (slot) => (slot.field === 'permit' ? String(slot.index) : keys.slotName(slot))
+  const rows = slots.map((l) => [slotColumn(l.slot), holderText(l.holder), heldFor(l), expiresIn(l), tokenText(l), l._id])
   const header = [kind === 'semaphore' ? 'PERMIT' : 'SLOT', 'HOLDER', 'HELD FOR', 'EXPIRES IN', 'TOKEN', '_ID']
   return [head, ...table(header, rows), `server time ${serverTimeText(snapshot)}`]
 }

@@ -76,6 +76,9 @@ const isIndex = (n) => Number.isInteger(n) && n >= 0 && n < MAX_SLOTS
 /** The fields of each slot document's action, in the order the library writes them. */
 const SLOT_SHAPES = [
   { kind: 'semaphore', tag: '_semaphore', field: 'permit', valid: isIndex },
+  // A waiter's place in the semaphore's queue (it has waited a while; the
+  // others leave it a free permit).
+  { kind: 'semaphore', tag: '_semaphore', field: 'queue', valid: isIndex },
   { kind: 'rwlock', tag: '_rwlock', field: 'writer', valid: (v) => v === true },
   { kind: 'rwlock', tag: '_rwlock', field: 'reader', valid: isIndex },
 ]

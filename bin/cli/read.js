@@ -36,7 +36,8 @@ const primitiveFilter = (kind, nameAction) => ({ [`action.${TAGS[kind]}`]: nameA
 /** Every slot document of the semaphore or read/write lock: the writer first, then by number. */
 async function readSlots(conn, kind, nameAction, timeoutMs) {
   const snapshot = await readMatching(conn, primitiveFilter(kind, nameAction), timeoutMs, 'reading the slots')
-  const rank = (l) => (l.slot.field === 'writer' ? -1 : l.slot.index)
+  // The writer first, then permits or readers by number, then queued waiters.
+  const rank = (l) => (l.slot.field === 'writer' ? -1 : l.slot.field === 'queue' ? keys.MAX_SLOTS + l.slot.index : l.slot.index)
   snapshot.locks = snapshot.locks.filter((l) => l.slot && l.slot.kind === kind).sort((a, b) => rank(a) - rank(b))
   return snapshot
 }
