@@ -21,8 +21,6 @@ use crate::key::key_text;
 use crate::lock::{LockState, Loss};
 use crate::logging::LogRoute;
 use crate::refresh;
-use crate::rwlock::RwLock;
-use crate::semaphore::Semaphore;
 use crate::signals::{notify_lost, Cancel, LostSink};
 use crate::stats::{Stats, Waiting};
 use crate::store::{Freed, Store, BATCH};
@@ -39,69 +37,62 @@ pub enum Attempt {
 }
 
 /// What one `acquire` is after. Every primitive is made of the same lock
-/// documents, taken by `try_once`: a mutex is one document, a semaphore
-/// permit one of its slot documents, a read/write lock a writer document
-/// and reader slots (see `semaphore` and `rwlock`).
-pub enum Claim {
-  /// `lock(key)`: the document of `action`.
-  Mutex(Bson),
-  /// A permit of a semaphore.
-  Permit(Semaphore),
-  /// `read()` of a read/write lock.
-  Read(RwLock),
-  /// `write()` of a read/write lock; `staged` is its writer document while
-  /// it waits for the readers to leave.
-  Write { lock: RwLock, staged: Option<Arc<LockState>> },
-}
-
-impl Claim {
+/// documents, taken by `Core::try_once`: a plain lock is one document
+/// (`Plain`, here), a semaphore permit one of its slot documents, a
+/// read/write lock a writer document and reader slots (their claims are in
+/// `semaphore` and `rwlock`). The core waits for any of them the same way.
+pub trait Claim: Send {
   /// The key local waiters of this claim wait on, woken when a local
   /// holder of the same key frees it.
-  fn wake_key(&self) -> String {
-    match self {
-      Claim::Mutex(action) => action.to_string(),
-      Claim::Permit(semaphore) => semaphore.wake.clone(),
-      Claim::Read(lock) | Claim::Write { lock, .. } => lock.wake_key().to_string(),
-    }
-  }
+  fn wake_key(&self) -> String;
 
   /// Whether the waiters of this claim's key in one process may share the
-  /// polling (see `wait`): only for a mutex, where one waiter's failed
+  /// polling (see `wait`): only for a plain lock, where one waiter's failed
   /// attempt is every waiter's. The waiters of a read/write lock (readers
   /// and writers on one key) or of a semaphore each poll on their own: a
   /// reader polling in vain behind a waiting writer must not leave that
   /// writer asleep.
   fn shares_polling(&self) -> bool {
-    matches!(self, Claim::Mutex(_))
+    false
+  }
+
+  /// Whether this waiter should poll at once rather than back off (a
+  /// semaphore waiter with a place in the queue: the others leave it a
+  /// free permit).
+  fn urgent(&self) -> bool {
+    false
+  }
+
+  /// One attempt; `key` is `wake_key()`.
+  fn attempt(
+    &mut self,
+    core: &Arc<Core>,
+    store: &Store,
+    key: &str,
+    req: &LockRequest,
+  ) -> impl Future<Output = LockResult<Attempt>> + Send;
+
+  /// After the wait, whatever it came to (`acquired` or not): give back
+  /// what the claim held between attempts.
+  fn end(&mut self, _core: &Arc<Core>, _acquired: bool) -> impl Future<Output = ()> + Send {
+    async {}
+  }
+}
+
+/// `lock(key)`: the document of `action`.
+pub struct Plain(pub Bson);
+
+impl Claim for Plain {
+  fn wake_key(&self) -> String {
+    self.0.to_string()
+  }
+
+  fn shares_polling(&self) -> bool {
+    true
   }
 
   async fn attempt(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
-    match self {
-      Claim::Mutex(action) => core.try_once(store, action, None, req, || core.waiters.takeover_check_due(key)).await,
-      Claim::Permit(semaphore) => semaphore.attempt(core, store, key, req).await,
-      Claim::Read(lock) => lock.read_attempt(core, store, key, req).await,
-      Claim::Write { lock, staged } => lock.write_attempt(core, store, key, req, staged).await,
-    }
-  }
-
-  /// Whether this claim's waiter should poll at once rather than back off:
-  /// a semaphore waiter with a place in the queue, for which the others
-  /// leave a free permit.
-  fn urgent(&self) -> bool {
-    matches!(self, Claim::Permit(semaphore) if semaphore.queued())
-  }
-
-  /// After the wait, whatever it came to: leave the semaphore's queue; a
-  /// claim that did not get its lock gives back what it held between
-  /// attempts (a writer's staged document).
-  async fn end(&mut self, core: &Arc<Core>, acquired: bool) {
-    match self {
-      Claim::Permit(semaphore) => semaphore.leave(core),
-      Claim::Write { staged: Some(writer), .. } if !acquired => {
-        let _ = core.withdraw(writer).await;
-      }
-      _ => {}
-    }
+    core.try_once(store, &self.0, None, req, || core.waiters.takeover_check_due(key)).await
   }
 }
 
@@ -194,21 +185,20 @@ impl Core {
     res
   }
 
-
   pub fn span(&self) -> tracing::Span {
     self.route.span()
   }
 
-  /// The connection, made on first use. A failed attempt is not
-  /// remembered for later calls, so a server that comes up late works; but
-  /// the calls that waited on an attempt share its outcome, so none of them
-  /// starts a second one (and waits a second server selection timeout).
-  /// `background`: the attempt nobody's call waits on (the constructor's
-  /// warm-up); its failure is logged here, once, as a warning.
+  /// The connection, made on first use (see `connect`).
   pub async fn store(&self) -> LockResult<&Store> {
     self.connect(false).await
   }
 
+  /// The connection, made now if it is not yet. A failed attempt is not
+  /// remembered for later calls, so a server that comes up late works; but
+  /// the calls that waited on an attempt share its outcome, so none of them
+  /// starts a second one (and waits a second server selection timeout).
+  /// `background`: the constructor's warm-up, which no call waits on.
   pub async fn connect(&self, background: bool) -> LockResult<&Store> {
     if let Some(store) = self.store.get() {
       return Ok(store);
@@ -316,7 +306,7 @@ impl Core {
     req: LockRequest,
     cancel: Option<Arc<Cancel>>,
   ) -> LockResult<Option<Arc<LockState>>> {
-    self.acquire_claim(Claim::Mutex(action), req, cancel).await
+    self.acquire_claim(Plain(action), req, cancel).await
   }
 
   /// Waits for `claim` like `acquire` waits for a key. A claim that held
@@ -324,7 +314,7 @@ impl Core {
   /// back when the wait ends without the lock.
   pub async fn acquire_claim(
     self: &Arc<Self>,
-    mut claim: Claim,
+    mut claim: impl Claim,
     req: LockRequest,
     cancel: Option<Arc<Cancel>>,
   ) -> LockResult<Option<Arc<LockState>>> {
@@ -335,7 +325,7 @@ impl Core {
 
   async fn wait_for(
     self: &Arc<Self>,
-    claim: &mut Claim,
+    claim: &mut impl Claim,
     req: LockRequest,
     cancel: Option<Arc<Cancel>>,
   ) -> LockResult<Option<Arc<LockState>>> {

@@ -15,8 +15,8 @@ use crate::config::{
   CONSTRUCTOR_OPTIONS, DEFAULT_COLLECTION,
 };
 use crate::connection::{ClientSettings, EffectiveSettings};
-use crate::core::{Claim, Core};
-use crate::rwlock::RwLock;
+use crate::core::Core;
+use crate::rwlock::{Read, RwLock, Write};
 use crate::semaphore::{Semaphore, MAX_LIMIT};
 use crate::errors::{rejected, to_napi, LockError, LockResult};
 use crate::key::action_from_js;
@@ -137,7 +137,7 @@ impl LockManager {
       options.as_ref(),
       |core, (action, limit), req, cancel| async move {
         shared("a semaphore permit", &req)?;
-        core.acquire_claim(Claim::Permit(Semaphore::new(&action, limit)), req, cancel).await
+        core.acquire_claim(Semaphore::new(&action, limit), req, cancel).await
       },
       |state, make_lock| state.map(make_lock).transpose(),
     )
@@ -162,13 +162,12 @@ impl LockManager {
       options.as_ref(),
       move |core, (action, max_readers), req, cancel| async move {
         let lock = RwLock::new(&action, max_readers);
-        let claim = if write {
-          Claim::Write { lock, staged: None }
+        if write {
+          core.acquire_claim(Write::new(lock), req, cancel).await
         } else {
           shared("a read lock", &req)?;
-          Claim::Read(lock)
-        };
-        core.acquire_claim(claim, req, cancel).await
+          core.acquire_claim(Read(lock), req, cancel).await
+        }
       },
       |state, make_lock| state.map(make_lock).transpose(),
     )

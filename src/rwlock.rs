@@ -18,7 +18,7 @@ use std::sync::Arc;
 use mongodb::bson::{doc, Bson};
 
 use crate::config::LockRequest;
-use crate::core::{Attempt, Core};
+use crate::core::{Attempt, Claim, Core};
 use crate::errors::LockResult;
 use crate::lock::LockState;
 use crate::semaphore::Semaphore;
@@ -37,16 +37,12 @@ impl RwLock {
     }
   }
 
-  pub fn wake_key(&self) -> &str {
-    &self.readers.wake
-  }
-
   /// One `read()` attempt.
-  pub async fn read_attempt(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
+  async fn read_attempt(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
     if self.writer_present(core, store).await? {
       return Ok(Attempt::Held); // a writer holds or waits: it goes first
     }
-    let reader = match self.readers.attempt(core, store, key, req).await? {
+    let reader = match self.readers.try_permit(core, store, key, req).await? {
       Attempt::Acquired(reader) => reader,
       other => return Ok(other),
     };
@@ -62,7 +58,7 @@ impl RwLock {
   /// One `write()` attempt. The writer document taken by an earlier attempt
   /// of the same call is kept in `staged` (refreshed like any held lock)
   /// until the readers are gone.
-  pub async fn write_attempt(
+  async fn write_attempt(
     &self,
     core: &Arc<Core>,
     store: &Store,
@@ -78,7 +74,7 @@ impl RwLock {
       },
     };
     let readers = self.readers.any_live(core, store).await;
-    *staged = Some(writer.clone()); // given back by `Claim::give_up` on an error too
+    *staged = Some(writer.clone()); // given back by `Write::end` on an error too
     if readers? {
       return Ok(Attempt::Held);
     }
@@ -91,5 +87,48 @@ impl RwLock {
     let Some(found) = store.find_lock(&self.writer).await? else { return Ok(false) };
     let earliest = core.server_now()?.earliest();
     Ok(found.get_datetime("expiresAt").map_or(true, |e| *e >= earliest))
+  }
+}
+
+/// `read()` of a read/write lock.
+pub struct Read(pub RwLock);
+
+impl Claim for Read {
+  fn wake_key(&self) -> String {
+    self.0.readers.wake.clone()
+  }
+
+  async fn attempt(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
+    self.0.read_attempt(core, store, key, req).await
+  }
+}
+
+/// `write()` of a read/write lock; `staged` is its writer document while
+/// it waits for the readers to leave.
+pub struct Write {
+  lock: RwLock,
+  staged: Option<Arc<LockState>>,
+}
+
+impl Write {
+  pub fn new(lock: RwLock) -> Write {
+    Write { lock, staged: None }
+  }
+}
+
+impl Claim for Write {
+  fn wake_key(&self) -> String {
+    self.lock.readers.wake.clone()
+  }
+
+  async fn attempt(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
+    self.lock.write_attempt(core, store, key, req, &mut self.staged).await
+  }
+
+  /// A writer that did not get the lock gives back its staged document.
+  async fn end(&mut self, core: &Arc<Core>, acquired: bool) {
+    if let (false, Some(writer)) = (acquired, &self.staged) {
+      let _ = core.withdraw(writer).await;
+    }
   }
 }

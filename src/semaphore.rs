@@ -29,7 +29,7 @@ use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime};
 
 use crate::clock::Mono;
 use crate::config::LockRequest;
-use crate::core::{Attempt, Core};
+use crate::core::{Attempt, Claim, Core};
 use crate::errors::LockResult;
 use crate::store::{Occupied, Store};
 use crate::wait::jitter;
@@ -81,12 +81,6 @@ impl Semaphore {
     Semaphore { slots, wake, queue: Vec::new(), place: None, since: None }
   }
 
-  /// Whether this waiter has a place in the queue: it then polls often,
-  /// since the others leave it a permit.
-  pub fn queued(&self) -> bool {
-    self.place.is_some()
-  }
-
   /// One attempt: read which slots (and queue places) are taken (one
   /// query), then, if enough are free for the queue ahead of us, try the
   /// free ones in random order (so processes do not all race for permit 0),
@@ -94,7 +88,7 @@ impl Semaphore {
   /// those over). `Held` when every slot is live, left for the queue, or
   /// another process won each race. A caller that waits long enough takes
   /// a place in the queue.
-  pub async fn attempt(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
+  pub async fn try_permit(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
     let since = *self.since.get_or_insert_with(Mono::now);
     let found = store.occupied(&[self.slots.as_slice(), self.queue.as_slice()].concat()).await?;
     let earliest = core.server_now()?.earliest();
@@ -179,18 +173,35 @@ impl Semaphore {
     Ok(())
   }
 
-  /// Leaves the queue (the call got its permit, or stopped waiting).
-  pub fn leave(&mut self, core: &Arc<Core>) {
-    if let Some(place) = self.place.take() {
-      core.clean_up(place.id);
-    }
-  }
-
   /// Whether any slot has a holder that may still believe it holds it.
   pub async fn any_live(&self, core: &Core, store: &Store) -> LockResult<bool> {
     let taken = store.occupied(&self.slots).await?;
     let earliest = core.server_now()?.earliest();
     Ok(taken.iter().any(|o| o.live(earliest)))
+  }
+}
+
+/// A permit of a semaphore: `semaphore(key, { limit }).acquire()`.
+impl Claim for Semaphore {
+  fn wake_key(&self) -> String {
+    self.wake.clone()
+  }
+
+  /// A waiter with a place in the queue polls often: the others leave it a
+  /// free permit.
+  fn urgent(&self) -> bool {
+    self.place.is_some()
+  }
+
+  async fn attempt(&mut self, core: &Arc<Core>, store: &Store, key: &str, req: &LockRequest) -> LockResult<Attempt> {
+    self.try_permit(core, store, key, req).await
+  }
+
+  /// Leaves the queue: the call got its permit, or stopped waiting.
+  async fn end(&mut self, core: &Arc<Core>, _acquired: bool) {
+    if let Some(place) = self.place.take() {
+      core.clean_up(place.id);
+    }
   }
 }
 
