@@ -45,6 +45,17 @@ export const LINUX_TARGETS = [
 export const artifactPath = (t) => path.join(ARTIFACTS_DIR, `${BINARY_NAME}.${t.abi}.node`)
 const stampPath = (t) => path.join(ARTIFACTS_DIR, `${BINARY_NAME}.${t.abi}.stamp.json`)
 
+/**
+ * The target whose release binary is also the test binary on an x64 glibc
+ * Linux host (build once, use twice): its build also writes binding.js and
+ * index.d.ts (kept beside it as generated.binding.js and generated.index.d.ts),
+ * and scripts/build.mjs copies the three into the package root instead of
+ * compiling the crate a second time for the host; scripts/test.mjs runs
+ * `cargo test` in this target's directory, on the dependencies built here.
+ */
+export const HOST_TEST_ABI = 'linux-x64-gnu'
+export const generatedPath = (file) => path.join(ARTIFACTS_DIR, `generated.${file}`)
+
 /** PATH with .tools/bin (zig, cargo-zigbuild) and cargo first. */
 export function buildEnv() {
   const home = process.env.HOME || '/root'
@@ -193,8 +204,9 @@ function buildOne(t, fingerprint, env) {
   rmSync(scratch, { recursive: true, force: true })
   mkdirSync(scratch, { recursive: true })
   const cli = path.join(root, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js')
+  const js = t.abi === HOST_TEST_ABI ? ['--js', 'binding.js'] : ['--no-js']
   const args = [cli, 'build', '--platform', '--release', '--target', t.build, '--cross-compile',
-    '--target-dir', CROSS_TARGET_DIR, '--output-dir', scratch, '--no-js', '--dts', 'index.d.ts']
+    '--target-dir', CROSS_TARGET_DIR, '--output-dir', scratch, ...js, '--dts', 'index.d.ts']
   // Two cores are shared with the host build and the tests: stay polite.
   const nice = toolVersion('nice', ['--version'], env) !== null
   const [cmd, cmdArgs] = nice ? ['nice', ['-n', '10', process.execPath, ...args]] : [process.execPath, args]
@@ -213,6 +225,9 @@ function buildOne(t, fingerprint, env) {
   }
   mkdirSync(ARTIFACTS_DIR, { recursive: true })
   renameSync(built, artifactPath(t))
+  if (t.abi === HOST_TEST_ABI) {
+    for (const f of ['binding.js', 'index.d.ts']) renameSync(path.join(scratch, f), generatedPath(f))
+  }
   writeFileSync(stampPath(t), JSON.stringify({
     hash: fingerprint.hash, toolchain: fingerprint.toolchain, target: t.build, seconds,
     builtAt: new Date().toISOString(), size: statSync(artifactPath(t)).size,
@@ -239,7 +254,9 @@ export function macosCheckState(fingerprint = sourceFingerprint()) {
 }
 
 function checkMacos(fingerprint, env) {
-  const args = ['check', '--release', '--target', MACOS_CHECK.triple, '--target-dir', path.join(CROSS_TARGET_DIR, 'check')]
+  // target/cross, the Linux builds' directory: the build scripts and proc
+  // macros (host code, the same for every target) compiled there are reused.
+  const args = ['check', '--release', '--target', MACOS_CHECK.triple, '--target-dir', CROSS_TARGET_DIR]
   const nice = toolVersion('nice', ['--version'], env) !== null
   console.log(`\n▶ macOS type check: cargo-zigbuild ${args.join(' ')}`)
   const started = Date.now()

@@ -4,7 +4,8 @@ import { spawn, spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { testServer } from './ferretdb.mjs'
-import { buildAddon } from './build.mjs'
+import { buildAddon, reusableCrossBuild } from './build.mjs'
+import { CROSS_TARGET_DIR, buildEnv } from './build-platforms.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 // Under `npm run`, node_modules/.bin comes first on PATH and its `node` is
@@ -22,6 +23,25 @@ function step(label, cmd, args, env = {}) {
 }
 
 const nodeVersion = spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim()
+
+/**
+ * `cargo test` on the dependencies the addon's build compiled, not a third
+ * build of the crate graph: cargo reuses a compiled dependency only for the
+ * same target, profile, flags and target directory. `napi build` passes
+ * `--target <host triple>` (target/<triple>/release, not target/release);
+ * the linux-x64-gnu cross build (when build.mjs used its binary) is
+ * cargo-zigbuild's, in target/cross. `--lib`: the unit
+ * tests are all in the library (src/ has no doc tests); without it cargo
+ * would also relink the addon itself, with LTO, for the doc tests.
+ */
+function cargoTest() {
+  const cross = reusableCrossBuild()
+  if (cross) {
+    return ['cargo-zigbuild', ['test', '--release', '--lib', '--quiet', '--target', cross.target.build, '--target-dir', CROSS_TARGET_DIR], buildEnv()]
+  }
+  const host = spawnSync('rustc', ['-vV'], { encoding: 'utf8' }).stdout?.match(/^host: (\S+)$/m)?.[1]
+  return ['cargo', ['test', '--release', '--lib', '--quiet', ...(host ? ['--target', host] : [])], process.env]
+}
 
 let failed = 0
 if (!process.env.SKIP_BUILD) {
@@ -41,7 +61,8 @@ try {
   // run it and where `await using` is native syntax.
   const node24 = path.join(root, 'node_modules', 'node', 'bin', 'node')
   const vitest24Code = extra.length ? 0 : await step('vitest on Node 24', node24, [vitest, 'run'], env)
-  const cargoCode = extra.length ? 0 : await step('cargo test (Rust unit tests)', 'cargo', ['test', '--release', '--quiet'], env)
+  const [cargoCmd, cargoArgs, cargoEnv] = cargoTest()
+  const cargoCode = extra.length ? 0 : await step('cargo test (Rust unit tests)', cargoCmd, cargoArgs, { ...cargoEnv, ...env })
   // A smoke run of the benchmark, to keep it working: a crash fails, a timing never does.
   const benchCode = extra.length ? 0 : await step('benchmark smoke (npm run bench -- --quick)', node, [path.join(root, 'benchmark', 'bench.mjs'), '--quick'], env)
   failed = vitestCode || vitest24Code || cargoCode || benchCode
