@@ -349,3 +349,57 @@ pub fn explain(err: LockError, client: Option<&ClientSettings>) -> LockError {
     other => other,
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  /// The driver's words for an untrusted or unsent certificate, as
+  /// `describe_driver_error` puts them after its explanation.
+  fn failure(explanation: &str, driver: &str) -> LockError {
+    LockError::Server {
+      message: format!("mongo-locks-native: connecting failed: could not reach a MongoDB server{explanation} ({driver})"),
+      code: None,
+    }
+  }
+
+  fn with_secure_context(ca_source: &str, cert: bool) -> ClientSettings {
+    ClientSettings {
+      secure_context: Some(true),
+      ca_source: Some(ca_source.to_string()),
+      cert_key_pem: cert.then(|| "PEM".to_string()),
+      ..Default::default()
+    }
+  }
+
+  #[test]
+  fn an_untrusted_issuer_with_derived_cas_says_the_context_cannot_be_read() {
+    let client = with_secure_context("derived for the client's secureContext, whose CAs cannot be read: Node's default CAs (146)", false);
+    let said = explain(failure(UNKNOWN_ISSUER, "UnknownIssuer"), Some(&client)).message();
+    assert!(said.contains("secureContext whose CAs cannot be read: pass the same CA as new LockManager(collection, { tls: { ca } })"), "{said}");
+    assert!(said.ends_with("(UnknownIssuer)"), "the driver's own words stay: {said}");
+  }
+
+  #[test]
+  fn an_untrusted_issuer_with_the_ca_given_keeps_the_plain_explanation() {
+    let client = with_secure_context("options.tls.ca (1)", false);
+    let said = explain(failure(UNKNOWN_ISSUER, "UnknownIssuer"), Some(&client)).message();
+    assert!(said.contains(UNKNOWN_ISSUER), "{said}");
+  }
+
+  #[test]
+  fn a_required_certificate_unseen_in_the_context_says_to_pass_cert_and_key() {
+    let client = with_secure_context("options.tls.ca (1)", false);
+    let said = explain(failure(CERTIFICATE_REQUIRED, "CertificateRequired"), Some(&client)).message();
+    assert!(said.contains("whose certificate cannot be read: pass the same certificate and key"), "{said}");
+    let given = with_secure_context("options.tls.ca (1)", true);
+    assert!(explain(failure(CERTIFICATE_REQUIRED, "x"), Some(&given)).message().contains(CERTIFICATE_REQUIRED));
+  }
+
+  #[test]
+  fn without_a_secure_context_nothing_changes() {
+    let err = failure(UNKNOWN_ISSUER, "UnknownIssuer");
+    assert_eq!(explain(err.clone(), None), err);
+    assert_eq!(explain(err.clone(), Some(&ClientSettings::default())), err);
+  }
+}

@@ -208,4 +208,16 @@ mod tests {
   fn invalid_keeps_its_message() {
     assert_eq!(LockError::invalid("bad key").message(), "bad key");
   }
+
+  #[test]
+  fn certificate_failures_are_said_first() {
+    let unknown = "Kind: I/O error: invalid peer certificate: UnknownIssuer, labels: {}";
+    // A trusted CA of the same name that did not sign the certificate.
+    let same_name = "Kind: I/O error: invalid peer certificate: BadSignature, labels: {}";
+    let unsent = "Kind: I/O error: received fatal alert: CertificateRequired, labels: {}";
+    assert_eq!(why_unreachable(unknown), UNKNOWN_ISSUER);
+    assert_eq!(why_unreachable(same_name), UNKNOWN_ISSUER);
+    assert_eq!(why_unreachable(unsent), CERTIFICATE_REQUIRED);
+    assert_eq!(why_unreachable("Kind: I/O error: Connection refused (os error 111)"), ": nothing accepts connections at that address (connection refused)");
+  }
 }
