@@ -113,19 +113,12 @@ function splitTls(options) {
 /**
  * Every acquisition (lock, lockAll, a permit, a reader, a writer) reaches
  * its caller through here: the locks learn their manager (for
- * `lock.collection`), and if that fails the locks are freed, not left
- * held with nobody to free them. (Rust gives back what it acquired if the
- * step before this one fails.)
+ * `lock.collection`). Nothing here can fail; what fails before it, between
+ * the insert and the hand-over, is given back by Rust (`run_call`).
  */
 function handOver(locker, acquired) {
   return acquired.then((got) => {
-    const locks = got === null || got === undefined ? [] : Array.isArray(got) ? got : [got]
-    try {
-      for (const lock of locks) managerOf.set(lock, locker)
-    } catch (err) {
-      for (const lock of locks) lock.free().catch(() => {})
-      throw err
-    }
+    for (const lock of got === null || got === undefined ? [] : Array.isArray(got) ? got : [got]) managerOf.set(lock, locker)
     return got
   })
 }

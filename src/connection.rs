@@ -119,12 +119,12 @@ impl Drop for TlsFiles {
 }
 
 impl TlsFiles {
-  /// Writes `contents` as `name` in our private folder (made on first use).
   /// For planning: `write` writes nothing.
   pub fn dry() -> TlsFiles {
     TlsFiles { dir: None, dry: true }
   }
 
+  /// Writes `contents` as `name` in our private folder (made on first use).
   fn write(&mut self, name: &str, contents: &str) -> LockResult<PathBuf> {
     if self.dry {
       return Ok(PathBuf::from(name));
