@@ -7,22 +7,25 @@ import path from 'node:path'
 import { useLocker, startNode, sleep, root } from './support.mjs'
 
 const fixture = path.join(root, '__test__', 'fixtures', 'paused.mjs')
-const TTL = 2000
+// A ttl of 4 s: a refresh delayed by a loaded machine must not end the lock
+// before the pause (with 2 s, a holder once read false before it was stopped).
+const TTL = 4000
+const PAUSE = TTL + 1500
 const monotonicMs = () => Number(process.hrtime.bigint() / 1000n) / 1000
 
 describe('a holder paused past its ttl', () => {
   const t = useLocker('pause', { ttlMs: TTL })
 
   it('reads locked === false at its first read after resuming; the key was taken meanwhile', async () => {
-    const run = startNode(fixture, [t.ctx.name, 'k', String(TTL), '4500'])
+    const run = startNode(fixture, [t.ctx.name, 'k', String(TTL), String(300 + PAUSE + 1500)])
     await run.waitFor('ready')
     await sleep(300)
     run.child.kill('SIGSTOP')
     const stoppedAt = monotonicMs()
-    const mine = await t.locker.lock('k', { waitMs: 3500 })
+    const mine = await t.locker.lock('k', { waitMs: PAUSE })
     const takenAt = monotonicMs()
     expect(mine).not.toBeNull()
-    await sleep(Math.max(0, stoppedAt + 3500 - monotonicMs()))
+    await sleep(Math.max(0, stoppedAt + PAUSE - monotonicMs()))
     run.child.kill('SIGCONT')
     const { reads, aborted, freed } = await run.waitFor('result', 20_000)
     await run.exited
