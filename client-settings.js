@@ -144,10 +144,12 @@ function credentials(creds) {
   }
   const properties = {}
   for (const [name, value] of Object.entries(creds.mechanismProperties || {})) {
+    // The lookup of aws-credentials.js calls it (see awsProviderOf).
+    if (name === 'AWS_CREDENTIAL_PROVIDER' && typeof value === 'function') continue
     if (typeof value === 'function') {
       fail(
-        `the client's authMechanismProperties.${name} is a function (a custom credential provider), which the Rust client cannot call; ` +
-          'let it find credentials the standard way (environment, ECS task role, web identity) or pass them in options.uri',
+        `the client's authMechanismProperties.${name} is a function, which the Rust client cannot call; ` +
+          'pass what it gives in options.uri',
       )
     }
     if (value !== undefined && value !== null) properties[name] = String(value)
@@ -229,4 +231,16 @@ function tlsSettings(o, managerTls) {
   return out
 }
 
-module.exports = { driverShape, clientOf, settingsOf, checkManagerTls, trustStore }
+/** The client's `AWS_CREDENTIAL_PROVIDER` (a function), if it has one. */
+function awsProviderOf(client) {
+  const provider = client && client.options && client.options.credentials && client.options.credentials.mechanismProperties &&
+    client.options.credentials.mechanismProperties.AWS_CREDENTIAL_PROVIDER
+  return typeof provider === 'function' ? provider : undefined
+}
+
+/** Whether a manager connects with MONGODB-AWS: its client's settings say so, or its URL does. */
+function usesAws(settings, uri) {
+  return (settings && settings.authMechanism === 'MONGODB-AWS') || (typeof uri === 'string' && /[?&]authMechanism=MONGODB-AWS(&|$)/i.test(uri))
+}
+
+module.exports = { driverShape, clientOf, settingsOf, checkManagerTls, trustStore, awsProviderOf, usesAws }

@@ -359,7 +359,8 @@ export declare class LockManager {
    * Node client: see `connection`. With `connecting`, also not in the
    * types, `collection` is the connection string of `connect()`, which
    * index.js makes through this constructor, so that a manager is made
-   * one way whichever way it is asked for.)
+   * one way whichever way it is asked for. `aws`, also hidden, finds
+   * MONGODB-AWS credentials: see `aws`.)
    */
   constructor(collection: MongoCollectionLike, options?: LockManagerOptions)
   /**
@@ -497,6 +498,15 @@ export declare class NativeLock {
  * (only when a logger is given).
  */
 export declare function acquireLock(locker: Locker, resource: LockKey, logger?: LockLogger | null): Promise<NativeLock | null>
+
+/** What `aws-credentials.js` resolves to. */
+export interface AwsCredentials {
+  accessKeyId: string
+  secretAccessKey: string
+  sessionToken?: string
+  /** When they expire, in ms since the epoch. */
+  expirationMs?: number
+}
 
 /**
  * The settings of the application's Node client that the connection string

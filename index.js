@@ -11,7 +11,8 @@ const os = require('node:os')
 // binding.js (napi-rs's loader) through native-loader.js, which says clearly
 // what it looked for when no binary matches this platform.
 const native = require('./native-loader.js')
-const { driverShape, clientOf, settingsOf, checkManagerTls } = require('./client-settings.js')
+const { driverShape, clientOf, settingsOf, checkManagerTls, awsProviderOf, usesAws } = require('./client-settings.js')
+const { awsCredentialsFor } = require('./aws-credentials.js')
 const metrics = require('./metrics.js')
 const { Semaphore, ReadWriteLock, Election, ScheduledJob } = require('./primitives.js')
 
@@ -155,15 +156,19 @@ class LockManager extends NativeLockManager {
     if (collection && collection[CONNECTING] !== undefined) {
       // From connect(): the URL alone says where to connect.
       const uri = collection[CONNECTING]
-      super(uri, withDefaultLogger(rest), settingsOf(undefined, managerTls), identity(appNameOf(uri)), true)
+      const aws = usesAws(undefined, uri) ? awsCredentialsFor() : undefined
+      super(uri, withDefaultLogger(rest), settingsOf(undefined, managerTls), identity(appNameOf(uri)), true, aws)
       return
     }
     const shaped = driverShape(collection)
     // The client's own settings, unless options.uri says where to connect.
     const client = rest && rest.uri !== undefined ? undefined : clientOf(shaped)
     const settings = settingsOf(client, managerTls)
-    const appName = (settings && settings.appName) || appNameOf(rest && rest.uri !== undefined ? rest.uri : clientUrl(shaped))
-    super(shaped, withDefaultLogger(rest), settings, identity(appName))
+    const uri = rest && rest.uri !== undefined ? rest.uri : clientUrl(shaped)
+    const appName = (settings && settings.appName) || appNameOf(uri)
+    // MONGODB-AWS credentials are found here, as the client's driver finds them.
+    const aws = usesAws(settings, uri) ? awsCredentialsFor(client, awsProviderOf(client)) : undefined
+    super(shaped, withDefaultLogger(rest), settings, identity(appName), false, aws)
     setField(this, 'collection', collection)
   }
 

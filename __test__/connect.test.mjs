@@ -183,10 +183,6 @@ describe('connecting like the application', () => {
       expect(() => new LockManager(client.db('d').collection('c'), { logger: false, ...managerOptions })).toThrow(pattern)
       return client.close()
     }
-    it('a custom AWS credential provider (a function)', () => refused(
-      { authMechanism: 'MONGODB-AWS', authSource: '$external', authMechanismProperties: { AWS_CREDENTIAL_PROVIDER: async () => ({}) } },
-      /authMechanismProperties\.AWS_CREDENTIAL_PROVIDER is a function \(a custom credential provider\)/,
-    ))
     it('an OIDC callback', () => refused(
       { authMechanism: 'MONGODB-OIDC', authMechanismProperties: { OIDC_CALLBACK: async () => ({ accessToken: 'x' }) } },
       /authMechanism MONGODB-OIDC .*cannot be used by the lock manager/,

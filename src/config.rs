@@ -39,6 +39,8 @@ pub struct Config {
   pub write_concern: WriteConcernChoice,
   /// The application's client settings, laid over the URL's (see `connection`).
   pub client: Option<ClientSettings>,
+  /// Where MONGODB-AWS credentials come from (JavaScript; see `aws`).
+  pub aws: Option<crate::aws::FromJs>,
   /// Who this manager is, as recorded in its lock documents.
   pub holder: Holder,
 }
@@ -306,6 +308,7 @@ impl Config {
       operation_timeout: Duration::from_millis(raw.operation_timeout_ms.unwrap_or(DEFAULT_OPERATION_TIMEOUT_MS)),
       write_concern: raw.write_concern.unwrap_or(WriteConcernChoice::Auto),
       client: None,
+      aws: None,
       holder: Holder {
         host: "unknown".to_string(),
         pid: std::process::id(),

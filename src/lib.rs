@@ -11,6 +11,7 @@
 //! - `key`: lock keys, from JS to the stored `action` and back
 //! - `config`: options, defaults and their checks
 //! - `connection`: the application's client settings laid over the URL's
+//! - `aws`: MONGODB-AWS credentials, asked of JavaScript at each login
 //! - `clock`: the server's clock, estimated from `hello`
 //! - `helpers`: `acquireLock` / `requireLock`
 //! - `errors`: failures and the JS errors they become
@@ -20,6 +21,7 @@
 
 #[cfg(feature = "alloc-stats")]
 mod alloc_stats;
+mod aws;
 mod bridge;
 mod clock;
 mod config;

@@ -51,7 +51,8 @@ impl LockManager {
   /// Node client: see `connection`. With `connecting`, also not in the
   /// types, `collection` is the connection string of `connect()`, which
   /// index.js makes through this constructor, so that a manager is made
-  /// one way whichever way it is asked for.)
+  /// one way whichever way it is asked for. `aws`, also hidden, finds
+  /// MONGODB-AWS credentials: see `aws`.)
   #[napi(constructor, ts_args_type = "collection: MongoCollectionLike, options?: LockManagerOptions")]
   pub fn new(
     env: Env,
@@ -60,10 +61,12 @@ impl LockManager {
     client: Option<ClientSettings>,
     identity: Option<Identity>,
     connecting: Option<bool>,
+    aws: Option<Unknown>,
   ) -> Result<Self> {
+    let hidden = Hidden { client, identity, aws };
     if connecting == Some(true) {
       // connect() waits for the connection itself: no warm-up.
-      let core = for_connect(&env, &collection, options.as_ref(), client, identity).map_err(|e| to_napi(&env, &e))?;
+      let core = for_connect(&env, &collection, options.as_ref(), hidden).map_err(|e| to_napi(&env, &e))?;
       return Ok(LockManager { core });
     }
     let setup = (|| {
@@ -77,10 +80,8 @@ impl LockManager {
           ))
         }
       };
-      let mut config = Config::build(uri, database, name, &raw)?;
-      config.client = client;
-      identify(&mut config, identity);
-      start(&env, config, options.as_ref())
+      let config = Config::build(uri, database, name, &raw)?;
+      start(&env, config, options.as_ref(), hidden)
     })();
     let core = setup.map_err(|e| to_napi(&env, &e))?;
     let warmup = core.clone();
@@ -447,6 +448,14 @@ pub struct Identity {
   pub app: Option<String>,
 }
 
+/// What index.js passes besides the public arguments: the application's
+/// client settings, this process's identity, the AWS credential lookup.
+struct Hidden<'env> {
+  client: Option<ClientSettings>,
+  identity: Option<Identity>,
+  aws: Option<Unknown<'env>>,
+}
+
 fn identify(config: &mut Config, identity: Option<Identity>) {
   let Some(identity) = identity else { return };
   config.holder.host = identity.host;
@@ -518,8 +527,7 @@ fn for_connect(
   env: &Env,
   uri: &Unknown,
   options: Option<&Unknown>,
-  client: Option<ClientSettings>,
-  identity: Option<Identity>,
+  hidden: Hidden,
 ) -> LockResult<Arc<Core>> {
   if uri.get_type().ok() != Some(ValueType::String) {
     return Err(LockError::invalid(format!(
@@ -534,14 +542,16 @@ fn for_connect(
     .clone()
     .ok_or_else(|| LockError::invalid("mongo-locks-native: LockManager.connect needs options.database (the database name)"))?;
   let collection = raw.collection.clone().unwrap_or_else(|| DEFAULT_COLLECTION.to_string());
-  let mut config = Config::build(uri, database, collection, &raw)?;
-  config.client = client;
-  identify(&mut config, identity);
-  start(env, config, options)
+  let config = Config::build(uri, database, collection, &raw)?;
+  start(env, config, options, hidden)
 }
 
-/// A manager's core, with its logger and its lost-lock channel.
-fn start(env: &Env, config: Config, options: Option<&Unknown>) -> LockResult<Arc<Core>> {
+/// A manager's core, with what index.js passed, its logger and its
+/// lost-lock channel.
+fn start(env: &Env, mut config: Config, options: Option<&Unknown>, hidden: Hidden) -> LockResult<Arc<Core>> {
+  config.client = hidden.client;
+  identify(&mut config, hidden.identity);
+  config.aws = hidden.aws.filter(|f| f.get_type().ok() != Some(ValueType::Undefined)).map(|f| crate::aws::from_js(&f)).transpose()?;
   let logger = options_object(options)?
     .and_then(|o| o.get_named_property::<Unknown>("logger").ok())
     .filter(|l| !matches!(l.get_type(), Ok(ValueType::Undefined) | Ok(ValueType::Null)));

@@ -108,7 +108,9 @@ impl Store {
     clock: &ServerClock,
     tried: &std::sync::Mutex<Option<EffectiveSettings>>,
   ) -> LockResult<Store> {
-    Self::open(config, clock, tried).await.map_err(|e| connection::explain(e, config.client.as_ref()))
+    Self::open(config, clock, tried)
+      .await
+      .map_err(|e| crate::aws::explain(connection::explain(e, config.client.as_ref()), config.aws.as_ref()))
   }
 
   async fn open(
@@ -196,6 +198,7 @@ impl Store {
     if let Some(settings) = &config.client {
       files = connection::apply(settings, options, files)?;
     }
+    crate::aws::provide(options, config.aws.as_ref());
     if let Some(timeout) = config.server_selection_timeout {
       options.server_selection_timeout = Some(timeout);
     }
