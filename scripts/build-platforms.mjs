@@ -9,13 +9,21 @@
 // toolchain, and a target whose stamp matches is skipped, so CI pays for the
 // cross builds once and every test reuses them.
 //
-// Out of the way of the host build: cargo's target directory is
-// target/cross (not target/), and the binaries land in target/cross/artifacts
+// Two pipelines run at once, glibc (x64 then arm64, then the macOS check)
+// and musl (x64 then arm64), each in its own cargo target directory: most of
+// a build's time is one core compiling the mongodb crate and then linking
+// the addon, so one pipeline fills the core the other leaves idle. (The
+// musl builds also compile the build scripts and proc macros with their own
+// RUSTFLAGS, `-C target-feature=-crt-static`, which napi sets: sharing a
+// directory with the glibc builds made each switch recompile them.)
+//
+// Out of the way of the host build: cargo's target directories are
+// target/cross and target/cross-musl (not target/), and the binaries land in target/cross/artifacts
 // (napi --output-dir), never in the package root; binding.js and index.d.ts
 // are not regenerated (--no-js, and the type file goes to a scratch folder).
 // After building, every binary is inspected (readelf) and the findings are
 // written to target/cross/artifacts/report.json and printed.
-import { spawnSync, execFileSync } from 'node:child_process'
+import { spawn, execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
@@ -23,6 +31,8 @@ import { fileURLToPath } from 'node:url'
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 export const CROSS_TARGET_DIR = path.join(root, 'target', 'cross')
+/** The musl pipeline's cargo target directory (see above). */
+export const MUSL_TARGET_DIR = path.join(root, 'target', 'cross-musl')
 export const ARTIFACTS_DIR = path.join(CROSS_TARGET_DIR, 'artifacts')
 export const TOOLS_BIN = path.join(root, '.tools', 'bin')
 const BINARY_NAME = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')).napi.binaryName
@@ -41,6 +51,9 @@ export const LINUX_TARGETS = [
   { abi: 'linux-arm64-gnu', triple: 'aarch64-unknown-linux-gnu', build: `aarch64-unknown-linux-gnu.${GLIBC_FLOOR}`, arch: 'arm64', libc: 'glibc', machine: 'AArch64', libs: ['libc.so.6', 'libm.so.6', 'libpthread.so.0', 'libdl.so.2', 'librt.so.1', 'ld-linux-aarch64.so.1', 'libgcc_s.so.1'] },
   { abi: 'linux-arm64-musl', triple: 'aarch64-unknown-linux-musl', build: 'aarch64-unknown-linux-musl', arch: 'arm64', libc: 'musl', machine: 'AArch64', libs: ['libc.so', 'libc.musl-aarch64.so.1', 'libgcc_s.so.1'] },
 ]
+
+/** The cargo target directory a target builds in: one per pipeline. */
+const targetDirOf = (t) => (t.libc === 'musl' ? MUSL_TARGET_DIR : CROSS_TARGET_DIR)
 
 export const artifactPath = (t) => path.join(ARTIFACTS_DIR, `${BINARY_NAME}.${t.abi}.node`)
 const stampPath = (t) => path.join(ARTIFACTS_DIR, `${BINARY_NAME}.${t.abi}.stamp.json`)
@@ -200,23 +213,41 @@ export function checkBinary(t, info) {
   ]
 }
 
-function buildOne(t, fingerprint, env) {
+/** A command's exit status, its output going to ours (with `label` before each line). */
+function run(cmd, args, env, label) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    for (const stream of [child.stdout, child.stderr]) {
+      let rest = ''
+      stream.on('data', (chunk) => {
+        const lines = (rest + chunk).split('\n')
+        rest = lines.pop()
+        for (const line of lines) console.log(`[${label}] ${line}`)
+      })
+      stream.on('end', () => { if (rest) console.log(`[${label}] ${rest}`) })
+    }
+    child.on('error', (e) => { console.error(`[${label}] ${e.message}`); resolve(1) })
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 1 : 0)))
+  })
+}
+
+async function buildOne(t, fingerprint, env) {
   const scratch = path.join(CROSS_TARGET_DIR, 'scratch', t.abi)
   rmSync(scratch, { recursive: true, force: true })
   mkdirSync(scratch, { recursive: true })
   const cli = path.join(root, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js')
   const js = t.abi === HOST_TEST_ABI ? ['--js', 'binding.js'] : ['--no-js']
   const args = [cli, 'build', '--platform', '--release', '--target', t.build, '--cross-compile',
-    '--target-dir', CROSS_TARGET_DIR, '--output-dir', scratch, ...js, '--dts', 'index.d.ts']
+    '--target-dir', targetDirOf(t), '--output-dir', scratch, ...js, '--dts', 'index.d.ts']
   // Two cores are shared with the host build and the tests: stay polite.
   const nice = toolVersion('nice', ['--version'], env) !== null
   const [cmd, cmdArgs] = nice ? ['nice', ['-n', '10', process.execPath, ...args]] : [process.execPath, args]
   console.log(`\n▶ ${t.abi}: napi ${args.slice(1).join(' ')}`)
   const started = Date.now()
-  const run = spawnSync(cmd, cmdArgs, { cwd: root, env, stdio: 'inherit' })
+  const status = await run(cmd, cmdArgs, env, t.abi)
   const seconds = Math.round((Date.now() - started) / 1000)
-  if (run.status !== 0) {
-    console.error(`✗ ${t.abi}: napi build exited with ${run.status ?? run.signal} after ${seconds} s`)
+  if (status !== 0) {
+    console.error(`✗ ${t.abi}: napi build exited with ${status} after ${seconds} s`)
     return false
   }
   const built = path.join(scratch, `${BINARY_NAME}.${t.abi}.node`)
@@ -254,24 +285,24 @@ export function macosCheckState(fingerprint = sourceFingerprint()) {
   return { stamp, fresh: stamp?.hash === fingerprint.hash && stamp?.ok === true }
 }
 
-function checkMacos(fingerprint, env) {
+async function checkMacos(fingerprint, env) {
   // target/cross, the Linux builds' directory: the build scripts and proc
   // macros (host code, the same for every target) compiled there are reused.
   const args = ['check', '--release', '--target', MACOS_CHECK.triple, '--target-dir', CROSS_TARGET_DIR]
   const nice = toolVersion('nice', ['--version'], env) !== null
   console.log(`\n▶ macOS type check: cargo-zigbuild ${args.join(' ')}`)
   const started = Date.now()
-  const run = spawnSync(nice ? 'nice' : 'cargo-zigbuild', nice ? ['-n', '10', 'cargo-zigbuild', ...args] : args, { cwd: root, env, stdio: 'inherit' })
+  const status = await run(nice ? 'nice' : 'cargo-zigbuild', nice ? ['-n', '10', 'cargo-zigbuild', ...args] : args, env, 'macos-check')
   const seconds = Math.round((Date.now() - started) / 1000)
-  const ok = run.status === 0
+  const ok = status === 0
   mkdirSync(ARTIFACTS_DIR, { recursive: true })
   writeFileSync(macosStampPath(), JSON.stringify({ hash: fingerprint.hash, target: MACOS_CHECK.triple, ok, seconds, checkedAt: new Date().toISOString() }, null, 2))
   console.log(`${ok ? '✓' : '✗'} macOS type check ${ok ? 'passed' : 'failed'} in ${seconds} s`)
   return ok
 }
 
-/** Builds the stale targets, inspects all four, writes report.json; returns an exit code. */
-export function buildPlatforms({ force = false, only = null } = {}) {
+/** Builds the stale targets, inspects all four, writes report.json; resolves to an exit code. */
+export async function buildPlatforms({ force = false, only = null } = {}) {
   const env = buildEnv()
   for (const [tool, args] of [['zig', ['version']], ['cargo-zigbuild', ['--help']], ['readelf', ['--version']]]) {
     if (toolVersion(tool, args, env) === null) {
@@ -282,19 +313,30 @@ export function buildPlatforms({ force = false, only = null } = {}) {
   const fingerprint = sourceFingerprint(env)
   const started = Date.now()
   let failed = false
-  for (const state of artifactStates(fingerprint)) {
-    if (only && !only.includes(state.target.abi)) continue
+  const stale = artifactStates(fingerprint).filter((state) => {
+    if (only && !only.includes(state.target.abi)) return false
     if (state.fresh && !force) {
       console.log(`▶ ${state.target.abi}: up to date (built ${state.stamp.builtAt} in ${state.stamp.seconds} s), skipped`)
-      continue
+      return false
     }
-    if (!buildOne(state.target, fingerprint, env)) failed = true
+    return true
+  })
+  /** One pipeline: its targets one after the other, in its own target directory. */
+  const pipeline = async (libc, then) => {
+    for (const state of stale.filter((s) => s.target.libc === libc)) {
+      if (!(await buildOne(state.target, fingerprint, env))) failed = true
+    }
+    await then?.()
   }
-  if (!only || only.includes('macos-check')) {
+  const macos = async () => {
+    if (only && !only.includes('macos-check')) return
     const state = macosCheckState(fingerprint)
     if (state.fresh && !force) console.log(`▶ macOS type check: up to date (${state.stamp.checkedAt}), skipped`)
-    else if (!checkMacos(fingerprint, env)) failed = true
+    else if (!(await checkMacos(fingerprint, env))) failed = true
   }
+  // The macOS check shares the glibc pipeline's directory (target/cross):
+  // the host's build scripts and proc macros compiled there are reused.
+  await Promise.all([pipeline('glibc', macos), pipeline('musl')])
   const report = { fingerprint: fingerprint.hash, toolchain: fingerprint.toolchain, glibcFloor: GLIBC_FLOOR, macosCheck: macosCheckState(fingerprint).stamp, targets: [] }
   console.log('\nRelease binaries (target/cross/artifacts):')
   for (const state of artifactStates(fingerprint)) {
@@ -321,5 +363,5 @@ export function buildPlatforms({ force = false, only = null } = {}) {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2)
   const only = args.filter((a) => !a.startsWith('--'))
-  process.exit(buildPlatforms({ force: args.includes('--force'), only: only.length ? only : null }))
+  process.exit(await buildPlatforms({ force: args.includes('--force'), only: only.length ? only : null }))
 }
