@@ -13,7 +13,7 @@
 // about it, a HOME without AWS profiles).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import http from 'node:http'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { startFerretDB } from '../scripts/ferretdb.mjs'
@@ -193,6 +193,25 @@ describe('MONGODB-AWS: credentials found the way the Node driver finds them', ()
       AWS_SECRET_ACCESS_KEY: USER.secretAccessKey,
       AWS_CONTAINER_CREDENTIALS_FULL_URI: ecsUri(),
     })
+    expect(out.error).toBeUndefined()
+    expect(out).toMatchObject({ locked: true, refused: true, freed: true, lockedAfterFree: true })
+    expect(requests).toEqual([])
+    expect(standIn.logins.length).toBeGreaterThan(0)
+    expect(standIn.logins.every((l) => l.ok && l.accessKeyId === USER.accessKeyId)).toBe(true)
+  })
+
+  // The devDependency `aws-sdk-credential-providers` is the real
+  // @aws-sdk/credential-providers under another name, so that nothing finds
+  // it unless a test puts it where `require('@aws-sdk/credential-providers')`
+  // looks (NODE_PATH), as installing it in an application does.
+  it('with @aws-sdk/credential-providers installed, its chain is used: a profile in ~/.aws/credentials, which only the SDK reads, comes before the ECS endpoint', async () => {
+    const sdkHome = path.join(home, 'with-profile')
+    mkdirSync(path.join(sdkHome, '.aws'), { recursive: true })
+    writeFileSync(path.join(sdkHome, '.aws', 'credentials'), `[default]\naws_access_key_id = ${USER.accessKeyId}\naws_secret_access_key = ${USER.secretAccessKey}\n`)
+    const modules = path.join(home, 'sdk', 'node_modules')
+    mkdirSync(path.join(modules, '@aws-sdk'), { recursive: true })
+    symlinkSync(path.join(root, 'node_modules', 'aws-sdk-credential-providers'), path.join(modules, '@aws-sdk', 'credential-providers'), 'dir')
+    const out = await asApp('options', { HOME: sdkHome, NODE_PATH: modules, AWS_CONTAINER_CREDENTIALS_FULL_URI: ecsUri() })
     expect(out.error).toBeUndefined()
     expect(out).toMatchObject({ locked: true, refused: true, freed: true, lockedAfterFree: true })
     expect(requests).toEqual([])
