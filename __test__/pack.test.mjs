@@ -23,6 +23,7 @@ function npm(args, cwd) {
 const EXPECTED_FILES = [
   'LICENSE',
   'README.md',
+  'aws-credentials.js',
   'bin/cli/args.js',
   'bin/cli/connection.js',
   'bin/cli/errors.js',

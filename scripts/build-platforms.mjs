@@ -31,6 +31,27 @@ import { fileURLToPath } from 'node:url'
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 export const CROSS_TARGET_DIR = path.join(root, 'target', 'cross')
+/**
+ * While a build runs, a file named by its pid is here: `npm test` runs the
+ * tests that need no platform binary first, and waits for the builds before
+ * those that do.
+ */
+export const BUILDING_DIR = path.join(CROSS_TARGET_DIR, 'building')
+
+/** The pids of the platform builds running now (none: an empty array). */
+export function platformBuildsRunning() {
+  let names = []
+  try { names = readdirSync(BUILDING_DIR) } catch {}
+  return names.map(Number).filter((pid) => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  })
+}
+
 /** The musl pipeline's cargo target directory (see above). */
 export const MUSL_TARGET_DIR = path.join(root, 'target', 'cross-musl')
 export const ARTIFACTS_DIR = path.join(CROSS_TARGET_DIR, 'artifacts')
@@ -312,6 +333,17 @@ export async function buildPlatforms({ force = false, only = null } = {}) {
   }
   const fingerprint = sourceFingerprint(env)
   const started = Date.now()
+  const marker = path.join(BUILDING_DIR, String(process.pid))
+  mkdirSync(BUILDING_DIR, { recursive: true })
+  writeFileSync(marker, '')
+  try {
+    return await buildAndCheck({ force, only, env, fingerprint, started })
+  } finally {
+    rmSync(marker, { force: true })
+  }
+}
+
+async function buildAndCheck({ force, only, env, fingerprint, started }) {
   let failed = false
   const stale = artifactStates(fingerprint).filter((state) => {
     if (only && !only.includes(state.target.abi)) return false

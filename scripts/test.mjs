@@ -1,11 +1,15 @@
 // `npm test`: build the addon, start FerretDB (unless MONGO_URL is set), run
 // the vitest suite and `cargo test`, and stop the server whatever happens.
+//
+// While scripts/build-platforms.mjs is building the platform binaries (CI
+// starts it before this, see .ci/run), the suite runs without the two files
+// that test those binaries; they run once the build has ended.
 import { spawn, spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { testServer } from './ferretdb.mjs'
 import { buildAddon, reusableCrossBuild } from './build.mjs'
-import { CROSS_TARGET_DIR, buildEnv } from './build-platforms.mjs'
+import { CROSS_TARGET_DIR, buildEnv, platformBuildsRunning } from './build-platforms.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 // Under `npm run`, node_modules/.bin comes first on PATH and its `node` is
@@ -43,6 +47,16 @@ function cargoTest() {
   return ['cargo', ['test', '--release', '--quiet', ...(host ? ['--target', host] : [])], process.env]
 }
 
+/** The test files that load the platform binaries of target/cross/artifacts. */
+const PLATFORM_TEST_FILES = ['__test__/platforms.test.mjs', '__test__/registry-install.test.mjs']
+
+async function waitForBuilds(pids) {
+  const started = Date.now()
+  console.log(`\n▶ waiting for the platform binaries (scripts/build-platforms.mjs, pid ${pids.join(', ')})`)
+  while (platformBuildsRunning().length) await new Promise((resolve) => setTimeout(resolve, 1000))
+  console.log(`  done ${Math.round((Date.now() - started) / 1000)} s later`)
+}
+
 let failed = 0
 if (!process.env.SKIP_BUILD) {
   failed = buildAddon({ node })
@@ -56,16 +70,26 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { await sto
 try {
   const env = { MONGO_URL: server.url }
   const vitest = path.join(root, 'node_modules', 'vitest', 'vitest.mjs')
-  const vitestCode = await step(`vitest on Node ${nodeVersion}`, node, [vitest, 'run', ...extra], env)
+  const node24 = path.join(root, 'node_modules', 'node', 'bin', 'node')
+  const running = extra.length ? [] : platformBuildsRunning()
+  const building = running.length > 0
+  const later = building ? PLATFORM_TEST_FILES.flatMap((f) => ['--exclude', `**/${path.basename(f)}`]) : []
+  const but = building ? ' (the platform tests after the build)' : ''
+  const vitestCodes = [await step(`vitest on Node ${nodeVersion}${but}`, node, [vitest, 'run', ...extra, ...later], env)]
   // The whole suite again on Node 24 (the `node` npm package), where users
   // run it and where `await using` is native syntax.
-  const node24 = path.join(root, 'node_modules', 'node', 'bin', 'node')
-  const vitest24Code = extra.length ? 0 : await step('vitest on Node 24', node24, [vitest, 'run'], env)
-  const [cargoCmd, cargoArgs, cargoEnv] = cargoTest()
-  const cargoCode = extra.length ? 0 : await step('cargo test (Rust unit tests)', cargoCmd, cargoArgs, { ...cargoEnv, ...env })
+  if (!extra.length) vitestCodes.push(await step(`vitest on Node 24${but}`, node24, [vitest, 'run', ...later], env))
   // A smoke run of the benchmark, to keep it working: a crash fails, a timing never does.
   const benchCode = extra.length ? 0 : await step('benchmark smoke (npm run bench -- --quick)', node, [path.join(root, 'benchmark', 'bench.mjs'), '--quick'], env)
-  failed = vitestCode || vitest24Code || cargoCode || benchCode
+  if (building) {
+    await waitForBuilds(running)
+    vitestCodes.push(await step(`vitest on Node ${nodeVersion}: the platform tests`, node, [vitest, 'run', ...PLATFORM_TEST_FILES], env))
+    vitestCodes.push(await step('vitest on Node 24: the platform tests', node24, [vitest, 'run', ...PLATFORM_TEST_FILES], env))
+  }
+  // After the builds: it compiles in their target directory (cargo locks it).
+  const [cargoCmd, cargoArgs, cargoEnv] = cargoTest()
+  const cargoCode = extra.length ? 0 : await step('cargo test (Rust unit tests)', cargoCmd, cargoArgs, { ...cargoEnv, ...env })
+  failed = vitestCodes.find((c) => c) || cargoCode || benchCode
 } finally {
   await stopServer()
 }
