@@ -10,16 +10,14 @@
 // cross builds once and every test reuses them.
 //
 // Two pipelines run at once, glibc (x64 then arm64, then the macOS check)
-// and musl (x64 then arm64), each in its own cargo target directory: most of
-// a build's time is one core compiling the mongodb crate and then linking
-// the addon, so one pipeline fills the core the other leaves idle. (The
-// musl builds also compile the build scripts and proc macros with their own
-// RUSTFLAGS, `-C target-feature=-crt-static`, which napi sets: sharing a
-// directory with the glibc builds made each switch recompile them.)
+// and musl (x64 then arm64), each in its own cargo target directory (cargo
+// locks a directory for one build at a time): most of a build's time is one
+// core compiling the mongodb crate and then linking the addon, so one
+// pipeline fills the core the other leaves idle.
 //
 // Out of the way of the host build: cargo's target directories are
-// target/cross and target/cross-musl (not target/), and the binaries land in target/cross/artifacts
-// (napi --output-dir), never in the package root; binding.js and index.d.ts
+// target/cross and target/cross-musl (not target/), and the binaries land in
+// target/cross/artifacts (napi --output-dir), never in the package root; binding.js and index.d.ts
 // are not regenerated (--no-js, and the type file goes to a scratch folder).
 // After building, every binary is inspected (readelf) and the findings are
 // written to target/cross/artifacts/report.json and printed.
