@@ -89,9 +89,9 @@ export async function startFerretDB({ replSetName, dataDir, port: wanted, tls, a
   if (tls && !(tls.certFile && tls.keyFile)) throw new Error('startFerretDB: tls needs certFile and keyFile')
   if (auth && !(auth.username && auth.password)) throw new Error('startFerretDB: auth needs username and password')
   const dir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'mongo-locks-ferretdb-'))
-  const port = wanted ?? await freePort()
-  const tlsPort = tls ? (tls.port ?? await freePort()) : undefined
-  const debugPort = await freePort()
+  let port = wanted ?? await freePort()
+  let tlsPort = tls ? (tls.port ?? await freePort()) : undefined
+  let debugPort = await freePort()
   let child
   const launch = async () => {
     const args = [
@@ -138,7 +138,19 @@ export async function startFerretDB({ replSetName, dataDir, port: wanted, tls, a
     child.kill('SIGTERM')
     setTimeout(() => child.kill('SIGKILL'), 5000).unref()
   })
-  await launch()
+  // A port found free can be taken by another process before FerretDB binds
+  // it (the tests start servers in parallel): then pick the ports again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await launch()
+      break
+    } catch (err) {
+      if (attempt === 5 || !/address already in use/.test(err.message)) throw err
+      if (wanted === undefined) port = await freePort()
+      if (tls && tls.port === undefined) tlsPort = await freePort()
+      debugPort = await freePort()
+    }
+  }
   const query = replSetName ? `?replicaSet=${replSetName}` : '?directConnection=true'
   const credentials = auth ? `${encodeURIComponent(auth.username)}:${encodeURIComponent(auth.password)}@` : ''
   const tlsQuery = '?directConnection=true&tls=true'
