@@ -38,7 +38,8 @@ function awsCredentialLookup(custom) {
   let kept = null
   let pending = null
   const find = async () => {
-    const found = await (custom ? fromCustom(custom) : sdkChain() ? fromSdk(sdkChain()) : fromDefaultChain())
+    const chain = custom ? null : sdkChain()
+    const found = await (custom ? fromCustom(custom) : chain ? fromSdk(chain) : fromDefaultChain())
     if (found.expirationMs !== undefined) kept = found
     return found
   }

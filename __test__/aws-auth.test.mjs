@@ -99,6 +99,13 @@ describe('MONGODB-AWS: credentials found the way the Node driver finds them', ()
     return JSON.parse(run.stdout.trim().split('\n').pop())
   }
   const ecsUri = () => `http://127.0.0.1:${ecs.address().port}/v2/credentials/task-role`
+  /** The app locked, was refused, freed and locked again, every login signed with `creds`. */
+  const expectLockedWith = (out, creds) => {
+    expect(out.error).toBeUndefined()
+    expect(out).toMatchObject({ locked: true, refused: true, freed: true, lockedAfterFree: true })
+    expect(standIn.logins.length).toBeGreaterThan(0)
+    expect(standIn.logins.every((l) => l.ok && l.accessKeyId === creds.accessKeyId)).toBe(true)
+  }
 
   it('the ECS task role (mechanism in the URL): credentials from the task endpoint, with its token; locks, refuses a held key, frees', async () => {
     const out = await asApp('url', { AWS_CONTAINER_CREDENTIALS_FULL_URI: ecsUri(), AWS_CONTAINER_AUTHORIZATION_TOKEN: 'task-token' })
@@ -115,22 +122,16 @@ describe('MONGODB-AWS: credentials found the way the Node driver finds them', ()
     const tokenFile = path.join(home, 'ecs-token')
     writeFileSync(tokenFile, 'token-from-file\n')
     const out = await asApp('connect', { AWS_CONTAINER_CREDENTIALS_FULL_URI: ecsUri(), AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: tokenFile })
-    expect(out.error).toBeUndefined()
-    expect(out).toMatchObject({ locked: true, refused: true, freed: true, lockedAfterFree: true })
+    expectLockedWith(out, TASK)
     expect(requests).toEqual([{ to: 'ecs', url: '/v2/credentials/task-role', authorization: 'token-from-file' }])
-    expect(standIn.logins.length).toBeGreaterThan(0)
-    expect(standIn.logins.every((l) => l.ok && l.accessKeyId === TASK.accessKeyId)).toBe(true)
   })
 
   // (Not with a key in the environment: driver 6 reads it into the client's
   // credentials, where it comes before any provider; driver 7 does not.)
   it("the client's AWS_CREDENTIAL_PROVIDER is asked instead of the task's endpoints, as the Node driver does", async () => {
     const out = await asApp('provider', { AWS_CONTAINER_CREDENTIALS_FULL_URI: ecsUri() })
-    expect(out.error).toBeUndefined()
-    expect(out).toMatchObject({ locked: true, refused: true, freed: true, lockedAfterFree: true })
+    expectLockedWith(out, PROVIDED)
     expect(requests).toEqual([])
-    expect(standIn.logins.length).toBeGreaterThan(0)
-    expect(standIn.logins.every((l) => l.ok && l.accessKeyId === PROVIDED.accessKeyId)).toBe(true)
   })
 
   it('web identity (EKS service accounts): the token file is exchanged at STS for the role\'s credentials', async () => {
@@ -193,11 +194,8 @@ describe('MONGODB-AWS: credentials found the way the Node driver finds them', ()
       AWS_SECRET_ACCESS_KEY: USER.secretAccessKey,
       AWS_CONTAINER_CREDENTIALS_FULL_URI: ecsUri(),
     })
-    expect(out.error).toBeUndefined()
-    expect(out).toMatchObject({ locked: true, refused: true, freed: true, lockedAfterFree: true })
+    expectLockedWith(out, USER)
     expect(requests).toEqual([])
-    expect(standIn.logins.length).toBeGreaterThan(0)
-    expect(standIn.logins.every((l) => l.ok && l.accessKeyId === USER.accessKeyId)).toBe(true)
   })
 
   // The devDependency `aws-sdk-credential-providers` is the real
@@ -212,11 +210,8 @@ describe('MONGODB-AWS: credentials found the way the Node driver finds them', ()
     mkdirSync(path.join(modules, '@aws-sdk'), { recursive: true })
     symlinkSync(path.join(root, 'node_modules', 'aws-sdk-credential-providers'), path.join(modules, '@aws-sdk', 'credential-providers'), 'dir')
     const out = await asApp('options', { HOME: sdkHome, NODE_PATH: modules, AWS_CONTAINER_CREDENTIALS_FULL_URI: ecsUri() })
-    expect(out.error).toBeUndefined()
-    expect(out).toMatchObject({ locked: true, refused: true, freed: true, lockedAfterFree: true })
+    expectLockedWith(out, USER)
     expect(requests).toEqual([])
-    expect(standIn.logins.length).toBeGreaterThan(0)
-    expect(standIn.logins.every((l) => l.ok && l.accessKeyId === USER.accessKeyId)).toBe(true)
   })
 
   it('a wrong secret: the refusal comes back at once as a MongoLocksError that says authentication failed', async () => {
