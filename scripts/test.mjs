@@ -1,6 +1,13 @@
 // `npm test`: build the addon, start FerretDB (unless MONGO_URL is set), run
 // the vitest suite and `cargo test`, and stop the server whatever happens.
 //
+// The suite runs in full on the Node versions users run, 22 and 24, both from
+// npm devDependencies (`node22`: npm:node@^22, and `node`), whatever Node
+// runs npm. That Node, when it is another version (Node 20 on the CI image),
+// gets a smoke run: a few quick files that load the addon and lock against
+// the server. `npm test -- <files>` runs the given files once, on the Node
+// running npm, or on the one TEST_NODE names (22, 24, or a path).
+//
 // While scripts/build-platforms.mjs is building the platform binaries (CI
 // starts it before this, see .ci/run), the suite runs without the two files
 // that test those binaries; they run once the build has ended.
@@ -16,6 +23,16 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 // the Node 24 of the `node` package; npm tells us the Node it runs on.
 const node = process.env.npm_node_execpath || process.execPath
 const extra = process.argv.slice(2)
+/** The Node versions the suite runs on in full: npm packages, by major. */
+const FULL_NODES = {
+  22: path.join(root, 'node_modules', 'node22', 'bin', 'node'),
+  24: path.join(root, 'node_modules', 'node', 'bin', 'node'),
+}
+/**
+ * Quick files that load the addon and lock against the server, for the Node
+ * running npm when the full runs do not cover its major version.
+ */
+const SMOKE_FILES = ['__test__/lock.test.mjs', '__test__/drop-in.test.mjs', '__test__/hapi.test.mjs']
 
 function step(label, cmd, args, env = {}) {
   console.log(`\n▶ ${label}: ${[cmd, ...args].join(' ')}`)
@@ -26,7 +43,18 @@ function step(label, cmd, args, env = {}) {
   })
 }
 
-const nodeVersion = spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim()
+const versionOf = (bin) => spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout?.trim() || `(${bin} did not run)`
+const majorOf = (version) => Number(/^v(\d+)\./.exec(version)?.[1])
+
+/** The Node of a run with files given: TEST_NODE (22, 24 or a path), else npm's. */
+function singleRunNode() {
+  const wanted = process.env.TEST_NODE
+  if (!wanted) return node
+  if (FULL_NODES[wanted]) return FULL_NODES[wanted]
+  if (path.isAbsolute(wanted) || wanted.includes(path.sep)) return path.resolve(wanted)
+  console.error(`TEST_NODE=${wanted}: give 22, 24 or the path of a node binary`)
+  process.exit(2)
+}
 
 /**
  * `cargo test` on the dependencies the addon's build compiled, not a third
@@ -57,6 +85,9 @@ async function waitForBuilds(pids) {
   console.log(`  done ${Math.round((Date.now() - started) / 1000)} s later`)
 }
 
+const single = extra.length ? singleRunNode() : null
+if (!extra.length && process.env.TEST_NODE) console.log(`TEST_NODE=${process.env.TEST_NODE} is for runs with files (npm test -- <files>): the full runs are on Node 22 and 24`)
+
 let failed = 0
 if (!process.env.SKIP_BUILD) {
   failed = buildAddon({ node })
@@ -70,21 +101,29 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { await sto
 try {
   const env = { MONGO_URL: server.url }
   const vitest = path.join(root, 'node_modules', 'vitest', 'vitest.mjs')
-  const node24 = path.join(root, 'node_modules', 'node', 'bin', 'node')
   const running = extra.length ? [] : platformBuildsRunning()
   const building = running.length > 0
   const later = building ? PLATFORM_TEST_FILES.flatMap((f) => ['--exclude', `**/${path.basename(f)}`]) : []
   const but = building ? ' (the platform tests after the build)' : ''
-  const vitestCodes = [await step(`vitest on Node ${nodeVersion}${but}`, node, [vitest, 'run', ...extra, ...later], env)]
-  // The whole suite again on Node 24 (the `node` npm package), where users
-  // run it and where `await using` is native syntax.
-  if (!extra.length) vitestCodes.push(await step(`vitest on Node 24${but}`, node24, [vitest, 'run', ...later], env))
+  const vitestCodes = []
+  // The full runs: Node 22 and Node 24 (where `await using` is native syntax).
+  const full = extra.length ? [] : Object.values(FULL_NODES).map((bin) => [versionOf(bin), bin])
+  if (single) vitestCodes.push(await step(`vitest on Node ${versionOf(single)}`, single, [vitest, 'run', ...extra], env))
+  for (const [version, bin] of full) {
+    vitestCodes.push(await step(`vitest on Node ${version}${but}`, bin, [vitest, 'run', ...later], env))
+  }
+  // The Node running npm, when the full runs leave its major version out: a smoke run.
+  const ownVersion = versionOf(node)
+  if (!extra.length && !full.some(([version]) => majorOf(version) === majorOf(ownVersion))) {
+    vitestCodes.push(await step(`vitest on Node ${ownVersion} (npm's own Node): a smoke run`, node, [vitest, 'run', ...SMOKE_FILES], env))
+  }
   // A smoke run of the benchmark, to keep it working: a crash fails, a timing never does.
   const benchCode = extra.length ? 0 : await step('benchmark smoke (npm run bench -- --quick)', node, [path.join(root, 'benchmark', 'bench.mjs'), '--quick'], env)
   if (building) {
     await waitForBuilds(running)
-    vitestCodes.push(await step(`vitest on Node ${nodeVersion}: the platform tests`, node, [vitest, 'run', ...PLATFORM_TEST_FILES], env))
-    vitestCodes.push(await step('vitest on Node 24: the platform tests', node24, [vitest, 'run', ...PLATFORM_TEST_FILES], env))
+    for (const [version, bin] of full) {
+      vitestCodes.push(await step(`vitest on Node ${version}: the platform tests`, bin, [vitest, 'run', ...PLATFORM_TEST_FILES], env))
+    }
   }
   // After the builds: it compiles in their target directory (cargo locks it).
   const [cargoCmd, cargoArgs, cargoEnv] = cargoTest()
