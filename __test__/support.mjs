@@ -2,13 +2,14 @@
 // scripts/test.mjs to a throwaway FerretDB, or by you to any MongoDB), and a
 // fresh collection per test.
 import { MongoClient } from 'mongodb'
-import { beforeEach, afterEach, beforeAll, afterAll } from 'vitest'
+import { describe, it, beforeEach, afterEach, beforeAll, afterAll } from 'vitest'
 import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
 import { startFerretDB } from '../scripts/ferretdb.mjs'
+import { faketimeLibrary, FAKETIME_INSTALL } from '../scripts/faketime.mjs'
 import { serverCommandCounter } from '../benchmark/handover.mjs'
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -190,10 +191,38 @@ export function startNode(file, args = [], { node = process.execPath, env = {}, 
   }
 }
 
-/** libfaketime's preload library (Debian `faketime`), the thread-safe build; null without it. */
-export function faketimeLibrary() {
-  const candidates = ['x86_64-linux-gnu', 'aarch64-linux-gnu'].map((t) => `/usr/lib/${t}/faketime/libfaketimeMT.so.1`)
-  return candidates.find((p) => existsSync(p)) ?? null
+/**
+ * libfaketime's preload library, the thread-safe build: .tools/faketime's
+ * (scripts/install-faketime.sh), else the system's; null without it.
+ */
+export { faketimeLibrary }
+
+/** Where a test file that could not check its guarantee says so, for npm test's summary. */
+export const NOT_CHECKED_DIR = path.join(root, 'target', 'test-summary', 'not-checked')
+
+/**
+ * `describe` for a test file whose guarantee needs libfaketime
+ * (`testFileUrl`: its import.meta.url); the file's line in NOT_CHECKED_DIR
+ * is removed. Without libfaketime, under CI: an error (CI must check the
+ * guarantee). Elsewhere: one skipped test titled "NOT CHECKED: <guarantee> —
+ * run: bash scripts/install-faketime.sh", the same line (with the file's
+ * name) in NOT_CHECKED_DIR/<file>.txt, and in place of `describe` a function
+ * that registers nothing, so that skipped test is the file's only one. One
+ * summary file per test file: the runs on two Nodes rewrite it, and test
+ * files running in parallel never write the same one.
+ */
+export function describeWithFaketime(testFileUrl, guarantee) {
+  const file = path.basename(fileURLToPath(testFileUrl))
+  const summary = path.join(NOT_CHECKED_DIR, `${file}.txt`)
+  if (faketimeLibrary()) {
+    rmSync(summary, { force: true })
+    return describe
+  }
+  if (process.env.CI) throw new Error(`libfaketime is missing (${guarantee}): ${FAKETIME_INSTALL}`)
+  it.skip(`NOT CHECKED: ${guarantee} — run: ${FAKETIME_INSTALL}`, () => {})
+  mkdirSync(NOT_CHECKED_DIR, { recursive: true })
+  writeFileSync(summary, `NOT CHECKED: ${guarantee} (__test__/${file}) — run: ${FAKETIME_INSTALL}\n`)
+  return () => {}
 }
 
 /**

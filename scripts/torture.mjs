@@ -17,7 +17,7 @@
 //                (an unhandled rejection counts);
 // prints the counts as one JSON line and exits 1 on any violation.
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util'
 import { MongoClient } from 'mongodb'
 import { startFerretDB } from './ferretdb.mjs'
 import { startToxiproxy } from './toxiproxy.mjs'
+import { faketimeLibrary, FAKETIME_INSTALL } from './faketime.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const { values: args } = parseArgs({
@@ -58,10 +59,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const after = (ms, value) => new Promise((r) => setTimeout(() => r(value), ms).unref())
 const monotonicMs = () => Number(process.hrtime.bigint() / 1000n) / 1000
 
-const LIBFAKETIME = ['x86_64-linux-gnu', 'aarch64-linux-gnu']
-  .map((t) => `/usr/lib/${t}/faketime/libfaketimeMT.so.1`)
-  .find((p) => existsSync(p))
-if (!LIBFAKETIME) throw new Error('torture: libfaketime is missing (Debian package faketime)')
+const LIBFAKETIME = faketimeLibrary()
+if (!LIBFAKETIME) throw new Error(`torture: libfaketime is missing: ${FAKETIME_INSTALL}`)
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mongo-locks-torture-'))
 const server = await startFerretDB()
