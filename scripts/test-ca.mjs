@@ -23,7 +23,7 @@ function openssl(args, cwd) {
 }
 
 // One config file for every extension section (works with OpenSSL 1.1.1 and 3).
-const EXTENSIONS = `
+const extensions = (serverNames) => `
 [ca]
 basicConstraints = critical, CA:TRUE
 keyUsage = critical, keyCertSign, cRLSign
@@ -33,7 +33,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectAltName = ${serverNames}
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 
@@ -54,11 +54,13 @@ authorityKeyIdentifier = keyid
  * `clientPemFile` holds the client certificate and its key together, as
  * the `tlsCertificateKeyFile` URI option wants; `clientEncryptedPemFile` the
  * same with the key encrypted by `passphrase` (`tlsCertificateKeyFilePassword`).
- * `…Pem` are the texts of the files of the same name.
+ * `…Pem` are the texts of the files of the same name. `serverNames`: the
+ * server certificate's subjectAltName (another name makes a certificate
+ * that does not name the host the tests connect to).
  */
-export function makeTestCA(dir = mkdtempSync(path.join(os.tmpdir(), 'mongo-locks-ca-'))) {
+export function makeTestCA(dir = mkdtempSync(path.join(os.tmpdir(), 'mongo-locks-ca-')), { serverNames = 'DNS:localhost, IP:127.0.0.1' } = {}) {
   const f = (name) => path.join(dir, name)
-  writeFileSync(f('extensions.cnf'), EXTENSIONS)
+  writeFileSync(f('extensions.cnf'), extensions(serverNames))
   const key = (name) => openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f(name)])
   const serial = () => `0x${randomBytes(16).toString('hex').replace(/^[89a-f]/, '1')}`
   // Signs `name`.key's CSR with the CA: `name`.pem, extensions from section `name`.

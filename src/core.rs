@@ -20,10 +20,11 @@ use crate::errors::{LockError, LockResult};
 use crate::key::key_text;
 use crate::lock::{LockState, Loss};
 use crate::logging::LogRoute;
+use crate::monitor::Monitor;
 use crate::refresh;
 use crate::signals::{notify_lost, Cancel, LostSink};
 use crate::stats::{Stats, Waiting};
-use crate::store::{Freed, Store, BATCH};
+use crate::store::{Bound, Freed, Store, BATCH};
 use crate::wait::{jitter, Turn, Waiters};
 
 /// What one attempt at a key came to.
@@ -124,9 +125,13 @@ pub struct Core {
   /// Set by `__failNextHandOver()` (tests): the next hand-over of acquired
   /// locks to JavaScript fails, as a JS error after the insert would.
   pub(crate) fail_next_hand_over: AtomicBool,
-  /// The message of the last connection failure the warm-up logged: the
-  /// calls that shared that attempt do not log it a second time.
-  logged_failure: Mutex<Option<String>>,
+  /// What the driver's monitors saw of the servers, for every client this
+  /// manager makes: why a call our bound ended found no server to use.
+  monitor: Arc<Monitor>,
+  /// The cause of the last server failure logged, and how many commands
+  /// the server had answered then: the same cause is logged once, until
+  /// the server answers again (see `report`).
+  logged_failure: Mutex<Option<(String, u64)>>,
   /// Calls waiting for a connection attempt in progress.
   waiting_to_connect: std::sync::atomic::AtomicI64,
 }
@@ -162,6 +167,7 @@ impl Core {
       tried: Mutex::new(planned),
       connecting: tokio::sync::Mutex::new(Connecting::default()),
       fail_next_hand_over: AtomicBool::new(false),
+      monitor: Arc::default(),
       logged_failure: Mutex::new(None),
       waiting_to_connect: std::sync::atomic::AtomicI64::new(0),
     });
@@ -175,14 +181,49 @@ impl Core {
   pub async fn traced<T>(&self, fut: impl Future<Output = LockResult<T>>) -> LockResult<T> {
     let _op = crate::trim::Op::enter();
     let res = fut.instrument(self.route.span()).await;
-    if let Err(LockError::Server { message, .. }) = &res {
-      Stats::bump(&self.stats.errors);
-      if self.logged_failure.lock().unwrap().as_deref() != Some(message.as_str()) {
-        let _enter = self.route.span().entered();
-        tracing::error!(target: "mongo_locks_native", "{message}");
+    match &res {
+      Err(LockError::Server { message, .. }) => {
+        Stats::bump(&self.stats.errors);
+        self.report(message, false);
       }
+      Ok(_) => self.recovered(),
+      Err(_) => {}
     }
     res
+  }
+
+  /// Logs a server failure, once per cause: a server that stays down (or a
+  /// misconfiguration) fails every call and every refresh the same way, and
+  /// one line says it; the next differs only in what it was doing. Logged
+  /// again when the cause changes, or after the server has answered since.
+  /// `warn`: a failure no call waits on (the warm-up), else an error.
+  fn report(&self, message: &str, warn: bool) {
+    let cause = message.split_once(" failed: ").map_or(message, |(_, cause)| cause).to_string();
+    let answers = self.monitor.answers();
+    {
+      let mut logged = self.logged_failure.lock().unwrap();
+      if logged.as_ref().is_some_and(|(c, n)| *c == cause && *n == answers) {
+        return;
+      }
+      *logged = Some((cause, answers));
+    }
+    let _enter = self.route.span().entered();
+    if warn {
+      tracing::warn!(target: "mongo_locks_native", "{message}; lock() will try again");
+    } else {
+      tracing::error!(target: "mongo_locks_native", "{message}");
+    }
+  }
+
+  /// After a logged failure, says once that the server answers again.
+  fn recovered(&self) {
+    let mut logged = self.logged_failure.lock().unwrap();
+    if logged.as_ref().is_some_and(|(_, n)| *n != self.monitor.answers()) {
+      *logged = None;
+      drop(logged);
+      let _enter = self.route.span().entered();
+      tracing::info!(target: "mongo_locks_native", "the server answers again");
+    }
   }
 
   pub fn span(&self) -> tracing::Span {
@@ -197,12 +238,34 @@ impl Core {
   /// The connection, made now if it is not yet. A failed attempt is not
   /// remembered for later calls, so a server that comes up late works; but
   /// the calls that waited on an attempt share its outcome, so none of them
-  /// starts a second one (and waits a second server selection timeout).
+  /// starts a second one. A call waits at most `operationTimeoutMs` in all
+  /// (an attempt takes at most that, and a call that joins one late, or
+  /// tries again after it, still ends within its own bound).
   /// `background`: the constructor's warm-up, which no call waits on.
   pub async fn connect(&self, background: bool) -> LockResult<&Store> {
     if let Some(store) = self.store.get() {
       return Ok(store);
     }
+    if background {
+      return self.connect_shared(true).await;
+    }
+    let limit = self.config.operation_timeout;
+    match tokio::time::timeout(limit, self.connect_shared(false)).await {
+      Ok(res) => res,
+      Err(_) => {
+        let settings = self.tried_settings();
+        let err = Bound::new(&self.config, &self.monitor, settings.as_ref()).expired("connecting", limit);
+        Err(Store::explain(&self.config, settings.as_ref(), err))
+      }
+    }
+  }
+
+  /// The bound on this manager's operations, with what the monitors saw.
+  fn bound(&self) -> Bound {
+    Bound::new(&self.config, &self.monitor, self.tried_settings().as_ref())
+  }
+
+  async fn connect_shared(&self, background: bool) -> LockResult<&Store> {
     if self.is_closed() {
       return Err(LockError::Closed);
     }
@@ -234,26 +297,21 @@ impl Core {
     // URL, DNS, the indexes, the clock) is about 20 KB, and inline it
     // would be part of every call that awaits `store()`, held for as long
     // as the call waits (21.7 KB per queued lock() call, measured).
-    match Box::pin(Store::connect(&self.config, &self.clock, &self.tried)).await {
+    match Box::pin(Store::connect(&self.config, &self.clock, &self.tried, &self.monitor)).await {
       Ok(store) => {
         connecting.last = None;
-        *self.logged_failure.lock().unwrap() = None;
+        self.monitor.answered();
+        self.recovered();
         Ok(self.store.get_or_init(|| async { store }).await)
       }
       Err(e) => {
         connecting.failures += 1;
         connecting.last = Some(e.clone());
-        // Logged once, here, for every call that shares this attempt: a
+        // Logged here, once for every call that shares this attempt: a
         // warning if none waited on it (the warm-up: lock() tries again),
         // else an error, as a call's server failure is.
         if let LockError::Server { message, .. } = &e {
-          let _enter = self.route.span().entered();
-          if background && self.waiting_to_connect.load(Ordering::Acquire) == 0 {
-            tracing::warn!(target: "mongo_locks_native", "{message}; lock() will try again");
-          } else {
-            tracing::error!(target: "mongo_locks_native", "{message}");
-          }
-          *self.logged_failure.lock().unwrap() = Some(message.clone());
+          self.report(message, background && self.waiting_to_connect.load(Ordering::Acquire) == 0);
         }
         Err(e)
       }
@@ -772,18 +830,20 @@ impl Core {
     }
     let ids: Vec<ObjectId> = held.iter().map(|s| s.id).collect();
     let Some(store) = self.store.get() else { return Ok(ids) };
-    let mut freed = Ok(());
-    for batch in held.chunks(BATCH) {
-      let batch_ids: Vec<ObjectId> = batch.iter().map(|s| s.id).collect();
-      match store.delete(&batch_ids).await {
-        Ok(_) => batch.iter().for_each(|s| s.set_nothing_to_delete()),
-        Err(e) => {
-          freed = Err(e);
-          break;
-        }
+    // Freeing and closing the connections share one operation timeout: a
+    // server that no longer answers costs close() one bound, not two.
+    let limit = self.config.operation_timeout;
+    let started = Instant::now();
+    let delete_all = async {
+      for batch in held.chunks(BATCH) {
+        let batch_ids: Vec<ObjectId> = batch.iter().map(|s| s.id).collect();
+        store.delete(&batch_ids).await?;
+        batch.iter().for_each(|s| s.set_nothing_to_delete());
       }
-    }
-    store.shutdown().await;
+      Ok(())
+    };
+    let freed = tokio::time::timeout(limit, delete_all).await.unwrap_or_else(|_| Err(self.bound().expired("freeing locks", limit)));
+    store.shutdown(limit.saturating_sub(started.elapsed())).await;
     freed.map(|_| ids)
   }
 

@@ -72,10 +72,29 @@ pub fn describe_driver_error(err: &mongodb::error::Error) -> String {
     ErrorKind::ServerSelection { message, .. } => {
       format!("could not reach a MongoDB server{} ({message})", why_unreachable(message))
     }
+    ErrorKind::Authentication { message, .. } => format!("could not log in{AUTH_FAILED} ({message})"),
+    ErrorKind::Command(c) if c.code == 18 => format!("could not log in{AUTH_FAILED} ({} (code 18))", c.message),
     ErrorKind::Command(c) => format!("{} (code {} {})", c.message, c.code, c.code_name),
     ErrorKind::Write(WriteFailure::WriteError(w)) => format!("{} (code {})", w.message, w.code),
     ErrorKind::Write(WriteFailure::WriteConcernError(w)) => format!("{} (code {} {})", w.message, w.code, w.code_name),
-    _ => err.to_string(),
+    // The kind alone: the error's labels (a set, in no fixed order) and
+    // empty source fields say nothing to a reader, and a cause logged once
+    // must read the same each time.
+    kind => {
+      let text = kind.to_string();
+      match why_unreachable(&text) {
+        "" => text,
+        why => format!("{}{why} ({text})", lead(kind)),
+      }
+    }
+  }
+}
+
+/// What a failure whose cause `why_unreachable` names was doing.
+fn lead(kind: &ErrorKind) -> &'static str {
+  match kind {
+    ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => "could not reach a MongoDB server",
+    _ => "the server could not be used",
   }
 }
 
@@ -84,13 +103,16 @@ pub const UNKNOWN_ISSUER: &str = ": the server's TLS certificate is signed by a 
   The manager trusts what the Node client is given (its ca or tlsCAFile, else Node's CAs with \
   NODE_EXTRA_CA_CERTS and TRUSTSTORE_*); or pass new LockManager(collection, { tls: { ca } })";
 
+/// Said first when the server refused the login; connecting adds who tried.
+pub const AUTH_FAILED: &str = ": authentication failed: check the user, password, authSource and mechanism";
+
 /// Said first when the server wants a client certificate we did not send.
 pub const CERTIFICATE_REQUIRED: &str = ": the server asks for a client certificate (mutual TLS) and this client sent none; \
   give the client tlsCertificateKeyFile (or cert and key), or pass new LockManager(collection, { tls: { cert, key } })";
 
 /// What a server-selection failure most likely means, said first, since the
 /// driver's own message is a wall of topology detail.
-fn why_unreachable(message: &str) -> &'static str {
+pub fn why_unreachable(message: &str) -> &'static str {
   // BadSignature: a trusted CA has the issuer's name but did not sign it
   // (another CA of the same name): to the user, the same untrusted issuer.
   let peer = message.contains("invalid peer certificate");
@@ -98,10 +120,10 @@ fn why_unreachable(message: &str) -> &'static str {
     UNKNOWN_ISSUER
   } else if message.contains("CertificateRequired") || message.contains("certificate required") {
     CERTIFICATE_REQUIRED
-  } else if message.contains("NotValidForName") {
+  } else if message.contains("NotValidForName") || message.contains("not valid for name") {
     ": the server's TLS certificate does not name the host connected to"
   } else if message.contains("Authentication failed") || message.contains("AuthenticationFailed") || message.contains("SCRAM failure") {
-    ": authentication failed (user, password, authSource or mechanism)"
+    AUTH_FAILED
   } else if message.contains("Connection refused") {
     ": nothing accepts connections at that address (connection refused)"
   } else if message.contains("tls handshake eof") || message.contains("InvalidContentType") || message.contains("corrupt message") {

@@ -11,6 +11,7 @@
 //! - `key`: lock keys, from JS to the stored `action` and back
 //! - `config`: options, defaults and their checks
 //! - `connection`: the application's client settings laid over the URL's
+//! - `monitor`: what the driver's server monitoring saw: why no server could be used
 //! - `aws`: MONGODB-AWS credentials, asked of JavaScript at each login
 //! - `clock`: the server's clock, estimated from `hello`
 //! - `helpers`: `acquireLock` / `requireLock`
@@ -33,6 +34,7 @@ mod key;
 mod lock;
 mod logging;
 mod manager;
+mod monitor;
 mod refresh;
 mod rwlock;
 mod semaphore;

@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::future::{Future, IntoFuture};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -23,6 +24,7 @@ use crate::clock::{self, Mono, Sample, ServerClock, ServerNow};
 use crate::connection::{self, EffectiveSettings, TlsFiles};
 use crate::config::{redact, Config, WriteConcernChoice};
 use crate::errors::{describe_driver_error, is_duplicate_key, server_code, LockError, LockResult};
+use crate::monitor::{self, Monitor};
 
 /// Refresh and existence checks go to the server in batches of this many ids.
 pub const BATCH: usize = 1000;
@@ -46,8 +48,9 @@ pub struct Store {
   /// by the pool, not by the burst (the driver could not run more at once
   /// anyway: one connection per operation).
   gate: tokio::sync::Semaphore,
-  /// The bound on every operation (see `Config::operation_timeout`).
-  timeout: Duration,
+  /// The bound on every operation (see `Config::operation_timeout`), and
+  /// what to say when it ends one.
+  bound: Bound,
   /// The longest half round trip a clock sample may have to be used.
   max_half_rtt: Duration,
   locks: Collection<Document>,
@@ -103,20 +106,36 @@ pub struct Hello {
 impl Store {
   /// Builds a client, reads the server's clock and topology, and makes sure
   /// the indexes exist.
+  /// The whole of it (the address resolved, the server found, its clock
+  /// read, the indexes made) within one `operationTimeoutMs`; what the
+  /// driver's monitors saw goes to `monitor`, and says why when that bound
+  /// ends it.
   pub async fn connect(
     config: &Config,
     clock: &ServerClock,
     tried: &std::sync::Mutex<Option<EffectiveSettings>>,
+    monitor: &Arc<Monitor>,
   ) -> LockResult<Store> {
-    Self::open(config, clock, tried)
-      .await
-      .map_err(|e| crate::aws::explain(connection::explain(e, config.client.as_ref()), config.aws.as_ref()))
+    let opened = tokio::time::timeout(config.operation_timeout, Self::open(config, clock, tried, monitor)).await;
+    let settings = tried.lock().unwrap().clone();
+    opened
+      .unwrap_or_else(|_| Err(Bound::new(config, monitor, settings.as_ref()).expired("connecting", config.operation_timeout)))
+      .map_err(|e| Self::explain(config, settings.as_ref(), e))
+  }
+
+  /// A failure to connect, said in the application's terms: who tried to
+  /// log in, what its secureContext hides from us, where MONGODB-AWS
+  /// credentials were looked for.
+  pub fn explain(config: &Config, settings: Option<&EffectiveSettings>, err: LockError) -> LockError {
+    let err = name_credentials(err, settings);
+    crate::aws::explain(connection::explain(err, config.client.as_ref()), config.aws.as_ref())
   }
 
   async fn open(
     config: &Config,
     clock: &ServerClock,
     tried: &std::sync::Mutex<Option<EffectiveSettings>>,
+    monitor: &Arc<Monitor>,
   ) -> LockResult<Store> {
     let mut options = ClientOptions::parse(&config.uri).await.map_err(|e| match e.kind.as_ref() {
       ErrorKind::InvalidArgument { message, .. } => LockError::invalid(format!(
@@ -126,6 +145,7 @@ impl Store {
       _ => LockError::server("resolving the connection string", &e),
     })?;
     let files = Self::configure(config, &mut options, TlsFiles::default())?;
+    options.sdam_event_handler = Some(monitor.handler());
     // 0 is "no limit" to the driver.
     let in_flight = match options.max_pool_size {
       Some(0) | None => tokio::sync::Semaphore::MAX_PERMITS,
@@ -133,10 +153,12 @@ impl Store {
     };
     let settings = connection::describe(&options, config.client.as_ref().and_then(|c| c.ca_source.as_deref()));
     *tried.lock().unwrap() = Some(settings.clone());
+    let bound = Bound::new(config, monitor, Some(&settings));
     let client = Client::with_options(options).map_err(|e| LockError::server("creating the client", &e))?;
     let timeout = config.operation_timeout;
     let max_half_rtt = (config.ttl / 8).min(Duration::from_millis(2500));
-    let hello = bounded(timeout, "reading the server's clock", sample_clock(&client, clock, max_half_rtt)).await??;
+    // Bounded by connect() as a whole.
+    let hello = sample_clock(&client, clock, max_half_rtt, "connecting").await?;
     let majority = match config.write_concern {
       WriteConcernChoice::Auto => hello.replicated,
       WriteConcernChoice::Majority => true,
@@ -171,7 +193,7 @@ impl Store {
       locks,
       fencing: with(&format!("{}.fencing", config.collection)),
       client,
-      timeout,
+      bound,
       max_half_rtt,
       majority,
       settings,
@@ -236,7 +258,11 @@ impl Store {
   where
     Fut: Future<Output = mongodb::error::Result<T>>,
   {
-    bounded(self.timeout, doing, self.gated(op)).await?.map_err(|e| LockError::server(doing, &e))
+    let res = self.bound.run(doing, self.gated(op)).await?.map_err(|e| LockError::server(doing, &e));
+    if res.is_ok() {
+      self.bound.answered();
+    }
+    res
   }
 
   /// The operation `op()` makes, started only once a permit of `gate` is
@@ -275,7 +301,7 @@ impl Store {
       .options(IndexOptions::builder().expire_after(Duration::from_secs(0)).build())
       .build();
     let doing = "creating the TTL index on expiresAt";
-    if let Err(e) = bounded(self.timeout, doing, self.locks.create_index(ttl).into_future()).await? {
+    if let Err(e) = self.bound.run(doing, self.locks.create_index(ttl).into_future()).await? {
       if refuses_ttl(&e) {
         // Expected on servers without a TTL monitor, and handled: said once
         // per collection per process, for whoever wonders why the index
@@ -298,7 +324,10 @@ impl Store {
 
   /// Re-reads the server's clock (see `clock`).
   pub async fn sync_clock(&self, clock: &ServerClock) -> LockResult<()> {
-    bounded(self.timeout, "reading the server's clock", sample_clock(&self.client, clock, self.max_half_rtt))
+    let doing = "reading the server's clock";
+    self
+      .bound
+      .run(doing, sample_clock(&self.client, clock, self.max_half_rtt, doing))
       .await?
       .map(|_| ())
   }
@@ -338,11 +367,13 @@ impl Store {
         other => other.map(|_| true),
       }
     };
-    match bounded(self.timeout, "inserting the lock document", self.gated(attempt)).await? {
-      Ok(inserted) => Ok(inserted),
-      Err(e) if is_duplicate_key(&e) => Ok(false),
-      Err(e) => Err(LockError::server("inserting the lock document", &e)),
-    }
+    let inserted = match self.bound.run("inserting the lock document", self.gated(attempt)).await? {
+      Ok(inserted) => inserted,
+      Err(e) if is_duplicate_key(&e) => false,
+      Err(e) => return Err(LockError::server("inserting the lock document", &e)),
+    };
+    self.bound.answered();
+    Ok(inserted)
   }
 
   /// Deletes the lock on `action` only if it expired before `earliest` (the
@@ -538,9 +569,10 @@ impl Store {
 
   /// Closes the connection pool. The driver's shutdown talks to the server
   /// (it ends its sessions there), so a server that no longer answers gets
-  /// the operation timeout, after which the pool is simply dropped.
-  pub async fn shutdown(&self) {
-    let _ = bounded(self.timeout, "closing the connections", self.client.clone().shutdown().immediate(true).into_future()).await;
+  /// `limit` (what is left of close()'s bound), after which the pool is
+  /// simply dropped.
+  pub async fn shutdown(&self, limit: Duration) {
+    let _ = tokio::time::timeout(limit, self.client.clone().shutdown().immediate(true).into_future()).await;
     self.files.lock().unwrap().take(); // removes the TLS files
   }
 }
@@ -551,10 +583,9 @@ impl Store {
 /// with the shortest round trip is offered to `clock`. A sample whose half
 /// round trip is over `max_half_rtt` means too little: refused, and an
 /// error if the clock has no sample yet.
-async fn sample_clock(client: &Client, clock: &ServerClock, max_half_rtt: Duration) -> LockResult<Hello> {
+async fn sample_clock(client: &Client, clock: &ServerClock, max_half_rtt: Duration, doing: &str) -> LockResult<Hello> {
   let admin = client.database("admin");
   let primary = SelectionCriteria::ReadPreference(ReadPreference::Primary);
-  let doing = "reading the server's clock (hello)";
   admin
     .run_command(doc! { "ping": 1 })
     .selection_criteria(primary.clone())
@@ -601,16 +632,62 @@ async fn sample_clock(client: &Client, clock: &ServerClock, max_half_rtt: Durati
   Ok(Hello { replicated })
 }
 
-/// `op` within `limit`: `Err` when the server did not answer in time (the
-/// operation is abandoned; a write may still have applied).
-async fn bounded<T>(limit: Duration, doing: &str, op: impl Future<Output = T>) -> LockResult<T> {
-  tokio::time::timeout(limit, op).await.map_err(|_| LockError::Server {
-    message: format!(
-      "mongo-locks-native: {doing} failed: no reply from the server within {} ms (operationTimeoutMs)",
-      limit.as_millis()
-    ),
-    code: None,
-  })
+/// The bound on each server operation, and what to say when it ends one:
+/// why the monitors found no server to use, or that the server did not
+/// reply (see `monitor`).
+#[derive(Clone)]
+pub struct Bound {
+  pub limit: Duration,
+  monitor: Arc<Monitor>,
+  /// The driver's own wait for a server, which ours may end first.
+  selection: Option<Duration>,
+  replica_set: Option<String>,
+}
+
+impl Bound {
+  pub fn new(config: &Config, monitor: &Arc<Monitor>, settings: Option<&EffectiveSettings>) -> Bound {
+    Bound {
+      limit: config.operation_timeout,
+      monitor: monitor.clone(),
+      selection: settings.and_then(|s| s.server_selection_timeout_ms).map(|ms| Duration::from_millis(ms as u64)),
+      replica_set: settings.and_then(|s| s.replica_set.clone()),
+    }
+  }
+
+  /// `op` within the limit: `Err` when the server did not answer in time
+  /// (the operation is abandoned; a write may still have applied).
+  pub async fn run<T>(&self, doing: &str, op: impl Future<Output = T>) -> LockResult<T> {
+    tokio::time::timeout(self.limit, op).await.map_err(|_| self.expired(doing, self.limit))
+  }
+
+  /// The server answered a command (see `Monitor::answered`).
+  pub fn answered(&self) {
+    self.monitor.answered();
+  }
+
+  /// The error of `doing`, ended by our bound after `limit`.
+  pub fn expired(&self, doing: &str, limit: Duration) -> LockError {
+    LockError::Server {
+      message: monitor::timed_out(Some(&self.monitor), doing, limit, self.selection, self.replica_set.as_deref()),
+      code: None,
+    }
+  }
+}
+
+/// A refused login, with who tried to log in (never the password).
+fn name_credentials(err: LockError, settings: Option<&EffectiveSettings>) -> LockError {
+  match (err, settings) {
+    (LockError::Server { message, code }, Some(s)) if message.contains(crate::errors::AUTH_FAILED) => {
+      let who = format!(
+        "user {}, authSource {}, mechanism {}",
+        s.username.as_deref().map_or_else(|| "(none)".to_string(), |u| format!("{u:?}")),
+        s.auth_source.as_deref().map_or_else(|| "(default)".to_string(), |a| format!("{a:?}")),
+        s.auth_mechanism.as_deref().unwrap_or("(negotiated)"),
+      );
+      LockError::Server { message: message.replacen(crate::errors::AUTH_FAILED, &format!("{} ({who})", crate::errors::AUTH_FAILED), 1), code }
+    }
+    (err, _) => err,
+  }
 }
 
 /// A connection that broke under an operation (typically: the server
