@@ -9,7 +9,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
 import { startFerretDB } from '../scripts/ferretdb.mjs'
-import { faketimeLibrary, FAKETIME_INSTALL } from '../scripts/faketime.mjs'
+import { faketimeLibrary, FAKETIME_INSTALL, NOT_CHECKED_DIR } from '../scripts/faketime.mjs'
 import { serverCommandCounter } from '../benchmark/handover.mjs'
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -197,8 +197,6 @@ export function startNode(file, args = [], { node = process.execPath, env = {}, 
  */
 export { faketimeLibrary }
 
-/** Where a test file that could not check its guarantee says so, for npm test's summary. */
-export const NOT_CHECKED_DIR = path.join(root, 'target', 'test-summary', 'not-checked')
 
 /**
  * `describe` for a test file whose guarantee needs libfaketime

@@ -12,6 +12,12 @@ import { fileURLToPath } from 'node:url'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
+/**
+ * Where a test file that could not check its guarantee (no libfaketime)
+ * says so, one file per test file; `npm test` prints them at its end.
+ */
+export const NOT_CHECKED_DIR = path.join(root, 'target', 'test-summary', 'not-checked')
+
 /** The command that installs it, as the messages of a run without it say. */
 export const FAKETIME_INSTALL = 'bash scripts/install-faketime.sh'
 
