@@ -266,6 +266,7 @@ mod tests {
     seen(&m, "a:1", |s| {
       s.answered = true;
       s.kind = ServerType::RsSecondary;
+      s.set_name = Some("rs0".into());
     });
     assert!(m.why_unusable(Some("rs0")).unwrap().starts_with("no server that can take writes: a:1 is a secondary"));
   }
