@@ -9,6 +9,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
 import { startFerretDB } from '../scripts/ferretdb.mjs'
+import { startPostgres } from '../scripts/postgres.mjs'
 import { faketimeLibrary, FAKETIME_INSTALL, NOT_CHECKED_DIR } from '../scripts/faketime.mjs'
 import { serverCommandCounter } from '../benchmark/handover.mjs'
 
@@ -140,12 +141,14 @@ export function useLocker(prefix = 'locks', options, kind = 'new LockManager(col
  * `t.commandsSent(fn)`, which runs `fn` and resolves to
  * `{ result, sent(command) }`: how many of each command the server was
  * sent meanwhile, from its own request counters (every client's, so no
- * other test's traffic may share the server).
+ * other test's traffic may share the server). `postgresql`: on a
+ * PostgreSQL cluster of its own (scripts/postgres.mjs), not SQLite.
  */
-export function usePrivateServer() {
+export function usePrivateServer({ postgresql = false } = {}) {
   const t = {}
   beforeAll(async () => {
-    t.server = await startFerretDB()
+    if (postgresql) t.postgres = await startPostgres()
+    t.server = await startFerretDB(t.postgres ? { postgresql: t.postgres.url } : {})
     t.client = await MongoClient.connect(t.server.url)
     t.counter = await serverCommandCounter({ url: t.server.url, metricsUrl: t.server.metricsUrl })
   }, 60_000)
@@ -153,6 +156,7 @@ export function usePrivateServer() {
     await t.counter?.close()
     await t.client?.close()
     await t.server?.stop()
+    await t.postgres?.stop()
   })
   t.commandsSent = async (fn) => {
     const before = await t.counter.read()
@@ -210,16 +214,26 @@ export { faketimeLibrary }
  * files running in parallel never write the same one.
  */
 export function describeWithFaketime(testFileUrl, guarantee) {
+  return describeWithTool(testFileUrl, guarantee, { tool: 'libfaketime', found: Boolean(faketimeLibrary()), install: FAKETIME_INSTALL })
+}
+
+/**
+ * `describe` for a test file whose guarantee needs `tool` (`found`: whether
+ * this machine has it), as `describeWithFaketime` says: without it, an
+ * error under CI, elsewhere one NOT CHECKED line naming `install`, the
+ * command that brings it.
+ */
+export function describeWithTool(testFileUrl, guarantee, { tool, found, install }) {
   const file = path.basename(fileURLToPath(testFileUrl))
   const summary = path.join(NOT_CHECKED_DIR, `${file}.txt`)
-  if (faketimeLibrary()) {
+  if (found) {
     rmSync(summary, { force: true })
     return describe
   }
-  if (process.env.CI) throw new Error(`libfaketime is missing (${guarantee}): ${FAKETIME_INSTALL}`)
-  it.skip(`NOT CHECKED: ${guarantee} — run: ${FAKETIME_INSTALL}`, () => {})
+  if (process.env.CI) throw new Error(`${tool} is missing (${guarantee}): ${install}`)
+  it.skip(`NOT CHECKED: ${guarantee} — run: ${install}`, () => {})
   mkdirSync(NOT_CHECKED_DIR, { recursive: true })
-  writeFileSync(summary, `NOT CHECKED: ${guarantee} (__test__/${file}) — run: ${FAKETIME_INSTALL}\n`)
+  writeFileSync(summary, `NOT CHECKED: ${guarantee} (__test__/${file}) — run: ${install}\n`)
   return () => {}
 }
 

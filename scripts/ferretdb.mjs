@@ -83,8 +83,11 @@ export function ensureFerretDB() {
  * ("Command insert requires authentication"). FerretDB is the one built by
  * scripts/install-ferretdb.sh, patched to honour saslStart's
  * skipEmptyExchange (without which the Rust driver cannot authenticate).
+ *
+ * `postgresql`: a PostgreSQL connection string (see scripts/postgres.mjs)
+ * for FerretDB's PostgreSQL backend instead of SQLite.
  */
-export async function startFerretDB({ replSetName, dataDir, port: wanted, tls, auth } = {}) {
+export async function startFerretDB({ replSetName, dataDir, port: wanted, tls, auth, postgresql } = {}) {
   ensureFerretDB()
   if (tls && !(tls.certFile && tls.keyFile)) throw new Error('startFerretDB: tls needs certFile and keyFile')
   if (auth && !(auth.username && auth.password)) throw new Error('startFerretDB: auth needs username and password')
@@ -96,8 +99,7 @@ export async function startFerretDB({ replSetName, dataDir, port: wanted, tls, a
   const launch = async () => {
     const args = [
       `--listen-addr=127.0.0.1:${port}`,
-      '--handler=sqlite',
-      `--sqlite-url=file:${dir}/`,
+      ...(postgresql ? ['--handler=postgresql', `--postgresql-url=${postgresql}`] : ['--handler=sqlite', `--sqlite-url=file:${dir}/`]),
       `--state-dir=${dir}`,
       '--telemetry=disable',
       `--debug-addr=127.0.0.1:${debugPort}`,

@@ -134,6 +134,8 @@ pub struct Core {
   logged_failure: Mutex<Option<(String, u64)>>,
   /// Calls waiting for a connection attempt in progress.
   waiting_to_connect: std::sync::atomic::AtomicI64,
+  /// The last refresh round took over a third of the ttl (said once).
+  slow_refresh: AtomicBool,
 }
 
 /// The outcome of the connection attempts so far, for callers that waited
@@ -170,6 +172,7 @@ impl Core {
       monitor: Arc::default(),
       logged_failure: Mutex::new(None),
       waiting_to_connect: std::sync::atomic::AtomicI64::new(0),
+      slow_refresh: AtomicBool::new(false),
     });
     refresh::spawn(Arc::downgrade(&core), stopped, span);
     core
@@ -467,9 +470,8 @@ impl Core {
     check_expired: impl FnOnce() -> bool,
   ) -> LockResult<Attempt> {
     let _flight = self.flights.enter();
-    let id = ObjectId::new();
     let mut now = self.server_now()?;
-    let mut acquired = self.insert(store, id, action, &now).await?;
+    let (mut id, mut acquired) = self.insert(store, action, &now).await?;
     let expired =
       if !acquired && check_expired() { store.delete_expired(action, self.server_now()?.earliest()).await? } else { None };
     if let Some(expected) = expired {
@@ -483,7 +485,7 @@ impl Core {
       }
       Stats::bump(&self.stats.taken_over);
       now = self.server_now()?;
-      acquired = self.insert(store, id, action, &now).await?;
+      (id, acquired) = self.insert(store, action, &now).await?;
     }
     if !acquired {
       Stats::bump(&self.stats.contended);
@@ -533,12 +535,15 @@ impl Core {
 
   /// Inserts lock document `id`; on a failure the write may still have
   /// applied, so document `id` is removed in the background.
-  async fn insert(self: &Arc<Self>, store: &Store, id: ObjectId, action: &Bson, now: &ServerNow) -> LockResult<bool> {
-    let res = store.insert(id, action, now, self.config.ttl).await;
-    if res.is_err() {
-      self.clean_up(id);
+  async fn insert(self: &Arc<Self>, store: &Store, action: &Bson, now: &ServerNow) -> LockResult<(ObjectId, bool)> {
+    let (id, res) = store.insert(action, now, self.config.ttl).await;
+    match res {
+      Ok(inserted) => Ok((id, inserted)),
+      Err(e) => {
+        self.clean_up(id);
+        Err(e)
+      }
     }
-    res
   }
 
   /// Removes document `id`, which we may have written but will not hold,
@@ -733,31 +738,36 @@ impl Core {
     Ok(matched == 1 && self.check(state))
   }
 
-  /// One background tick: refresh the held locks (those under their
-  /// `maxHoldMs`), batch by batch; find out which are gone.
+  /// One background round: refresh the held locks (those under their
+  /// `maxHoldMs`) with one command, however many they are (see
+  /// `Store::refresh_held`); if fewer matched than are held, find out which
+  /// are gone. The command is given the time the nearest deadline leaves:
+  /// past it, the round is no use to that lock, and the next round (on
+  /// another connection) may still be in time for the others.
   pub async fn refresh_all(&self) -> LockResult<()> {
     let now = Mono::now();
     let held: Vec<Arc<LockState>> =
       self.held_now().into_iter().filter(|s| s.wants_refresh(now) && self.check(s)).collect();
-    if held.is_empty() {
+    let Some(nearest) = held.iter().map(|s| s.deadline()).min() else { return Ok(()) };
+    let Some(store) = self.connected() else { return Ok(()) };
+    let ids: Vec<ObjectId> = held.iter().map(|s| s.id).collect();
+    let now = self.server_now()?;
+    let matched = store.refresh_held(&ids, &now, self.config.ttl, nearest.remaining()).await?;
+    let took = Mono::now().since(now.at);
+    self.stats.refresh.observe(took);
+    Stats::bump(&self.stats.refresh_commands);
+    Stats::add(&self.stats.refreshes, matched);
+    self.note_round_trip(took);
+    if (matched as usize) == ids.len() {
+      let deadline = now.holder_deadline(self.config.ttl);
+      held.iter().for_each(|s| s.extend(deadline));
       return Ok(());
     }
-    let Some(store) = self.connected() else { return Ok(()) };
+    // Some are gone; a read on the primary tells which. The others are
+    // not extended this round: a deadline moves only on an update known
+    // to have matched each, and the next round will match them all.
     for batch in held.chunks(BATCH) {
       let ids: Vec<ObjectId> = batch.iter().map(|s| s.id).collect();
-      let now = self.server_now()?;
-      let matched = store.refresh(&ids, &now, self.config.ttl).await?;
-      self.stats.refresh.observe(Mono::now().since(now.at));
-      Stats::bump(&self.stats.refresh_commands);
-      Stats::add(&self.stats.refreshes, matched);
-      if (matched as usize) == ids.len() {
-        let deadline = now.holder_deadline(self.config.ttl);
-        batch.iter().for_each(|s| s.extend(deadline));
-        continue;
-      }
-      // Some are gone; a read on the primary tells which. The others are
-      // not extended this round: a deadline moves only on an update known
-      // to have matched, and the next refresh will match them all.
       let alive = store.existing(&ids).await?;
       for state in batch.iter().filter(|s| !alive.contains(&s.id)) {
         state.set_nothing_to_delete();
@@ -765,6 +775,24 @@ impl Core {
       }
     }
     Ok(())
+  }
+
+  /// Says once (until it recovers) that refreshing takes more than a
+  /// third of the ttl: held locks then survive only while each round
+  /// lands before their deadline, with little room for one that hangs.
+  fn note_round_trip(&self, took: Duration) {
+    let slow = took * 3 > self.config.ttl;
+    if self.slow_refresh.swap(slow, Ordering::AcqRel) != slow && slow {
+      tracing::warn!(
+        target: "mongo_locks_native",
+        round_trip_ms = took.as_millis() as u64,
+        ttl_ms = self.config.ttl.as_millis() as u64,
+        "refreshing the held locks took {} ms, over a third of ttlMs ({} ms): they are kept only while refreshes land \
+         within the ttl; a longer ttlMs gives a slow server more room",
+        took.as_millis(),
+        self.config.ttl.as_millis()
+      );
+    }
   }
 
   /// The lock document of `action` and the server's time now: what

@@ -198,14 +198,22 @@ fn kind_name(kind: ServerType) -> &'static str {
 /// The message of a call our own bound ended: the monitors' reason when no
 /// server was usable, else that the server did not reply. Names the bound,
 /// and the driver's server selection timeout when that had not yet passed.
+/// `deadline`: the bound was what a refresh round's locks had left, not
+/// the operation timeout (said without its varying length, so that the
+/// same cause reads the same each time).
 pub fn timed_out(
   monitor: Option<&Monitor>,
   doing: &str,
   limit: Duration,
+  deadline: bool,
   selection: Option<Duration>,
   replica_set: Option<&str>,
 ) -> String {
-  let bound = format!("{} ms (operationTimeoutMs)", limit.as_millis());
+  let bound = if deadline {
+    "the time its locks had left (the next round tries again)".to_string()
+  } else {
+    format!("{} ms (operationTimeoutMs)", limit.as_millis())
+  };
   match monitor.and_then(|m| m.why_unusable(replica_set)) {
     Some(why) => {
       let selection = selection.unwrap_or(Duration::from_secs(30));
@@ -237,7 +245,7 @@ mod tests {
     });
     assert_eq!(m.why_unusable(None), None);
     assert_eq!(
-      timed_out(Some(&m), "inserting the lock document", Duration::from_secs(10), None, None),
+      timed_out(Some(&m), "inserting the lock document", Duration::from_secs(10), false, None, None),
       "mongo-locks-native: inserting the lock document failed: no reply from the server within 10000 ms (operationTimeoutMs)"
     );
   }
@@ -246,7 +254,7 @@ mod tests {
   fn a_refused_connection_is_named_with_its_server() {
     let m = Monitor::default();
     seen(&m, "127.0.0.1:9", |s| s.failure = Some("Kind: I/O error: Connection refused (os error 111), labels: {}".into()));
-    let message = timed_out(Some(&m), "connecting", Duration::from_secs(10), None, None);
+    let message = timed_out(Some(&m), "connecting", Duration::from_secs(10), false, None, None);
     assert!(message.contains("nothing accepts connections at that address (connection refused)"), "{message}");
     assert!(message.contains("127.0.0.1:9: Kind: I/O error: Connection refused"), "{message}");
     assert!(message.contains("said after 10000 ms (operationTimeoutMs), before the driver's serverSelectionTimeoutMS (30000 ms)"), "{message}");
@@ -289,7 +297,7 @@ mod tests {
   fn the_selection_timeout_is_named_only_while_it_has_not_passed() {
     let m = Monitor::default();
     seen(&m, "a:1", |s| s.failure = Some("Connection refused".into()));
-    let message = timed_out(Some(&m), "connecting", Duration::from_secs(10), Some(Duration::from_secs(5)), None);
+    let message = timed_out(Some(&m), "connecting", Duration::from_secs(10), false, Some(Duration::from_secs(5)), None);
     assert!(message.ends_with("said after 10000 ms (operationTimeoutMs)"), "{message}");
   }
 }

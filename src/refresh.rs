@@ -1,11 +1,17 @@
 //! The background work of a manager: one task, not one timer per lock.
 //!
-//! Every `refreshMs` it refreshes all held locks with one `updateMany` per
-//! batch of up to 1,000 ids; if fewer documents matched than we hold, one
-//! `find` tells which are gone, and those locks are lost. The refresh runs
-//! as its own task, so a server that hangs cannot hold up the other duty:
-//! waking at each held lock's deadline and declaring it lost if no refresh
-//! got through in time. Every 10 s it also re-reads the server's clock.
+//! Every `refreshMs` it refreshes all held locks with one small `updateMany`
+//! however many they are (see `Store::refresh_held`); if fewer documents
+//! matched than we hold, a `find` tells which are gone, and those locks are
+//! lost. Each round runs as its own task, so a server that hangs cannot hold
+//! up the other duty: waking at each held lock's deadline and declaring it
+//! lost if no refresh got through in time. A round still waiting for its
+//! answer does not hold up the next (as many at once as rounds fit in a
+//! ttl, each on its own connection; each given the time its nearest lock
+//! has left, so no more can be of use): a hung command costs no lock that
+//! a later round can still reach in time. Every 10 s it also re-reads the server's
+//! clock, in a task of its own, so that a slow reading never delays a
+//! refresh.
 //!
 //! Timers here only decide when to look: every decision (is a lock past its
 //! deadline?) reads the monotonic clock of `clock::Mono` at that moment, so
@@ -24,15 +30,24 @@ use crate::core::Core;
 
 const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(10);
 
+/// Refresh rounds waiting for their answer at once, at most: those that fit
+/// in a ttl (6 with the default refreshMs), within these bounds (a round
+/// holds a pooled connection while it waits).
+fn rounds_in_flight(ttl: Duration, period: Duration) -> usize {
+  (ttl.as_millis() / period.as_millis().max(1)).clamp(2, 8) as usize
+}
+
 /// Runs until `stop` changes or the manager is dropped. Holds only a weak
 /// reference between ticks, so a manager JS has let go of is not kept alive.
 pub fn spawn(core: Weak<Core>, mut stop: watch::Receiver<bool>, span: tracing::Span) {
-  let Some(period) = core.upgrade().map(|c| c.refresh_period()) else { return };
+  let Some((period, ttl)) = core.upgrade().map(|c| (c.refresh_period(), c.config.ttl)) else { return };
+  let most = rounds_in_flight(ttl, period);
   napi::bindgen_prelude::spawn(
     async move {
       let mut ticker = interval_at(Instant::now() + period, period);
       ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-      let mut inflight: Option<JoinHandle<()>> = None;
+      let mut rounds: Vec<JoinHandle<()>> = Vec::new();
+      let mut syncing: Option<JoinHandle<()>> = None;
       let mut last_sync = Instant::now();
       loop {
         let next_deadline = match core.upgrade() {
@@ -43,21 +58,19 @@ pub fn spawn(core: Weak<Core>, mut stop: watch::Receiver<bool>, span: tracing::S
         tokio::select! {
           _ = ticker.tick() => {
             let Some(core) = core.upgrade() else { break };
-            if inflight.as_ref().map_or(true, |h| h.is_finished()) {
-              let sync = last_sync.elapsed() >= CLOCK_SYNC_EVERY;
-              if sync {
-                last_sync = Instant::now();
-              }
-              let span = core.span();
-              inflight = Some(napi::bindgen_prelude::spawn(
-                async move {
-                  // traced() logs and counts a failure; the next tick tries again.
-                  let _ = core.traced(core.refresh_all()).await;
-                  if sync {
-                    let _ = core.traced(core.sync_clock()).await;
-                  }
-                }
-                .instrument(span),
+            rounds.retain(|h| !h.is_finished());
+            if rounds.len() < most {
+              let round = core.clone();
+              // traced() logs and counts a failure; the next tick tries again.
+              rounds.push(napi::bindgen_prelude::spawn(
+                async move { let _ = round.traced(round.refresh_all()).await; }.instrument(core.span()),
+              ));
+            }
+            if last_sync.elapsed() >= CLOCK_SYNC_EVERY && syncing.as_ref().is_none_or(|h| h.is_finished()) {
+              last_sync = Instant::now();
+              let sync = core.clone();
+              syncing = Some(napi::bindgen_prelude::spawn(
+                async move { let _ = sync.traced(sync.sync_clock()).await; }.instrument(core.span()),
               ));
             }
           }

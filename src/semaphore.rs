@@ -164,8 +164,8 @@ impl Semaphore {
         _ => {}
       }
       let now = core.server_now()?;
-      let id = ObjectId::new();
-      if store.insert(id, slot, &now, ttl).await? {
+      let (id, inserted) = store.insert(slot, &now, ttl).await;
+      if inserted? {
         self.place = Some(Place { id, created: now.estimate(), refreshed: now.at });
         return Ok(());
       }

@@ -5,7 +5,7 @@
 //! The documents and index specifications are exactly those of
 //! `mongo-locks` 3.x, so both libraries can share one collection.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +70,81 @@ pub struct Store {
   holder: RawDocumentBuf,
   /// Frees waiting for a connection, sent together (see `free`).
   frees: std::sync::Mutex<FreeQueue>,
+  /// `holder.manager` of our documents: what one refresh command finds
+  /// them by (see `refresh_held`).
+  manager: String,
+  /// The first 5 bytes of the `_id` of every document we write (see
+  /// `Written::next_id`).
+  id_prefix: [u8; 5],
+  /// Every document we wrote that may still be live (see `Written`).
+  written: std::sync::Mutex<Written>,
+}
+
+/// The lock documents this manager wrote that may still be live, each with
+/// the latest expiry we may have given it; every document carries the
+/// sequence number it was written with (its `seq` field). The one refresh command of a round
+/// (`refresh_held`) updates every document of ours that is live, written
+/// before the round (`seq`), and not excluded; what it must leave alone is
+/// exactly what this knows and the round does not hold: freed documents
+/// kept for their `minHoldMs`, locks past their `maxHoldMs` or lost, a
+/// semaphore's queue places, inserts whose outcome we never learnt. So it
+/// matches only held documents, and when it matched as many as are held,
+/// each held one was matched.
+///
+/// An entry goes when its document is deleted (a delete acknowledged, and
+/// no insert of it may still land), or once the expiry recorded has passed
+/// in the server's time (the round's filter then leaves the document
+/// alone: only live ones are refreshed).
+#[derive(Default)]
+struct Written {
+  docs: HashMap<ObjectId, WrittenDoc>,
+  /// The sequence number of the last `_id` handed out.
+  seq: u64,
+}
+
+struct WrittenDoc {
+  /// The latest `expiresAt` we may have written to it.
+  expires: DateTime,
+  /// Its insert was answered (inserted): once deleted, it cannot return.
+  settled: bool,
+}
+
+impl Written {
+  /// The `_id` of a document about to be written, known from now on. Our
+  /// `_id`s are `prefix` (the time this manager connected, in seconds, as an
+  /// ObjectId's first 4 bytes are, then one random byte) and a 7-byte
+  /// sequence number, big-endian: in the order they are handed out, so a
+  /// range of `_id` is "ours, written up to then" (see `refresh_held`).
+  fn next_id(&mut self, prefix: [u8; 5], expires: DateTime) -> ObjectId {
+    self.seq += 1;
+    let id = Self::id_at(prefix, self.seq);
+    self.docs.insert(id, WrittenDoc { expires, settled: false });
+    id
+  }
+
+  fn id_at(prefix: [u8; 5], seq: u64) -> ObjectId {
+    let mut bytes = [0u8; 12];
+    bytes[..5].copy_from_slice(&prefix);
+    bytes[5..].copy_from_slice(&seq.to_be_bytes()[1..]);
+    ObjectId::from_bytes(bytes)
+  }
+
+  fn expiring(&mut self, ids: &[ObjectId], at: DateTime) {
+    for id in ids {
+      if let Some(doc) = self.docs.get_mut(id) {
+        doc.expires = doc.expires.max(at);
+      }
+    }
+  }
+
+  /// Deleted: gone for good, unless an insert of it may still land.
+  fn deleted(&mut self, ids: &[ObjectId]) {
+    for id in ids {
+      if self.docs.get(id).is_some_and(|d| d.settled) {
+        self.docs.remove(id);
+      }
+    }
+  }
 }
 
 /// Frees that found every connection busy, and how many callers are
@@ -201,6 +276,13 @@ impl Store {
       holder: RawDocumentBuf::from_document(&holder)
         .map_err(|e| LockError::invalid(format!("mongo-locks-native: the holder cannot be stored: {e}")))?,
       frees: Default::default(),
+      manager: config.holder.manager.clone(),
+      id_prefix: {
+        let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+        let [a, b, c, d] = seconds.to_be_bytes();
+        [a, b, c, d, ObjectId::new().bytes()[11]]
+      },
+      written: Default::default(),
     };
     store.ensure_indexes().await?;
     tracing::debug!(
@@ -332,11 +414,18 @@ impl Store {
       .map(|_| ())
   }
 
-  /// Inserts a new lock document written at server time `now`; `false` when
-  /// the key is already held. On an error the write may still have applied:
-  /// the caller removes document `id`.
-  pub async fn insert(&self, id: ObjectId, action: &Bson, now: &ServerNow, ttl: Duration) -> LockResult<bool> {
+  /// Inserts a new lock document written at server time `now`, with a new
+  /// `_id`; `false` when the key is already held. On an error the write may
+  /// still have applied: the caller removes document `id`.
+  pub async fn insert(&self, action: &Bson, now: &ServerNow, ttl: Duration) -> (ObjectId, LockResult<bool>) {
     let at = now.estimate();
+    let expires = clock::after(at, ttl);
+    // Known before it is sent: a write whose answer is lost may still land.
+    let id = self.written.lock().unwrap().next_id(self.id_prefix, expires);
+    (id, self.insert_as(id, action, at, expires).await)
+  }
+
+  async fn insert_as(&self, id: ObjectId, action: &Bson, at: DateTime, expires: DateTime) -> LockResult<bool> {
     // The same fields, in the same order, as mongo-locks writes (plus
     // `holder`), appended straight to BSON bytes.
     let mut lock = RawDocumentBuf::new();
@@ -351,8 +440,10 @@ impl Store {
     }
     lock.append("createdAt", at);
     lock.append("refreshedAt", at);
-    lock.append("expiresAt", clock::after(at, ttl));
+    lock.append("expiresAt", expires);
     lock.append_ref("holder", &self.holder);
+    // `Some(inserted)` when the answer is certain; a retry after a broken
+    // connection leaves it open whether the first insert lands later.
     let attempt = || async {
       match self.raw_locks.insert_one(&lock).await {
         Err(e) if is_transient(&e) => {
@@ -360,19 +451,27 @@ impl Store {
           // connection broke: then the retry meets our own document as a
           // duplicate, and a read of our `_id` (on the primary) tells.
           match self.raw_locks.insert_one(&lock).await {
-            Err(e) if is_duplicate_key(&e) => self.locks.find_one(doc! { "_id": id }).await.map(|found| found.is_some()),
-            other => other.map(|_| true),
+            Err(e) if is_duplicate_key(&e) => self.locks.find_one(doc! { "_id": id }).await.map(|found| (found.is_some(), false)),
+            other => other.map(|_| (true, true)),
           }
         }
-        other => other.map(|_| true),
+        Err(e) if is_duplicate_key(&e) => Ok((false, true)),
+        other => other.map(|_| (true, true)),
       }
     };
-    let inserted = match self.bound.run("inserting the lock document", self.gated(attempt)).await? {
-      Ok(inserted) => inserted,
-      Err(e) if is_duplicate_key(&e) => false,
+    let (inserted, certain) = match self.bound.run("inserting the lock document", self.gated(attempt)).await? {
+      Ok(answer) => answer,
       Err(e) => return Err(LockError::server("inserting the lock document", &e)),
     };
     self.bound.answered();
+    {
+      let mut written = self.written.lock().unwrap();
+      match (inserted, certain) {
+        (true, _) => written.docs.get_mut(&id).into_iter().for_each(|d| d.settled = true),
+        (false, true) => drop(written.docs.remove(&id)), // refused: never written
+        (false, false) => {}                              // may land yet: kept until it expires
+      }
+    }
     Ok(inserted)
   }
 
@@ -395,10 +494,46 @@ impl Store {
   /// many matched.
   pub async fn refresh(&self, ids: &[ObjectId], now: &ServerNow, ttl: Duration) -> LockResult<u64> {
     let at = now.estimate();
-    let update = doc! { "$set": { "refreshedAt": at }, "$max": { "expiresAt": clock::after(at, ttl) } };
+    let expires = clock::after(at, ttl);
+    self.written.lock().unwrap().expiring(ids, expires);
+    let update = doc! { "$set": { "refreshedAt": at }, "$max": { "expiresAt": expires } };
     let res = self
       .bounded("refreshing locks", || retry_once(|| self.locks.update_many(by_ids(ids), update.clone())))
       .await?;
+    Ok(res.matched_count)
+  }
+
+  /// Refreshes the held documents `held` with one small command, whatever
+  /// their number: every document of this manager that is live, written
+  /// before now, and not one the round must leave alone (see `Written`).
+  /// Returns how many matched: as many as `held` means each of them did.
+  /// Sent within `limit` (what the nearest deadline leaves), not the
+  /// operation timeout: a refresh that lands after it is no use.
+  pub async fn refresh_held(&self, held: &[ObjectId], now: &ServerNow, ttl: Duration, limit: Duration) -> LockResult<u64> {
+    let at = now.estimate();
+    let expires = clock::after(at, ttl);
+    let earliest = now.earliest();
+    let (upto, leave) = {
+      let mut written = self.written.lock().unwrap();
+      written.docs.retain(|_, d| d.expires >= earliest);
+      written.expiring(held, expires);
+      let held: HashSet<&ObjectId> = held.iter().collect();
+      let leave: Vec<ObjectId> = written.docs.keys().filter(|id| !held.contains(id)).copied().collect();
+      (Written::id_at(self.id_prefix, written.seq), leave)
+    };
+    let mut ours = doc! { "$gte": Written::id_at(self.id_prefix, 0), "$lte": upto };
+    if !leave.is_empty() {
+      ours.insert("$nin", leave);
+    }
+    let filter = doc! { "_id": ours, "holder.manager": &self.manager, "expiresAt": { "$gte": earliest } };
+    let update = doc! { "$set": { "refreshedAt": at }, "$max": { "expiresAt": expires } };
+    let doing = "refreshing locks";
+    let op = self.gated(|| retry_once(|| self.locks.update_many(filter.clone(), update.clone())));
+    let res = tokio::time::timeout(limit.min(self.bound.limit), op)
+      .await
+      .map_err(|_| self.bound.expired(doing, limit.min(self.bound.limit)))?
+      .map_err(|e| LockError::server(doing, &e))?;
+    self.bound.answered();
     Ok(res.matched_count)
   }
 
@@ -436,6 +571,7 @@ impl Store {
   pub async fn expire_at(&self, id: ObjectId, at: DateTime) -> LockResult<bool> {
     // `freed`: its holder is done with it, so the takeover that ends it is
     // expected, not a sign of a holder that died.
+    self.written.lock().unwrap().expiring(&[id], at);
     let update = doc! { "$set": { "expiresAt": at, "freed": true } };
     let res = self
       .bounded("keeping a lock until its minHoldMs", || retry_once(|| self.locks.update_one(doc! { "_id": id }, update.clone())))
@@ -456,6 +592,7 @@ impl Store {
   /// Deletes lock documents by id; returns how many were deleted.
   pub async fn delete(&self, ids: &[ObjectId]) -> LockResult<u64> {
     let res = self.bounded("freeing locks", || retry_once(|| self.locks.delete_many(by_ids(ids)))).await?;
+    self.written.lock().unwrap().deleted(ids);
     Ok(res.deleted_count)
   }
 
@@ -668,7 +805,7 @@ impl Bound {
   /// The error of `doing`, ended by our bound after `limit`.
   pub fn expired(&self, doing: &str, limit: Duration) -> LockError {
     LockError::Server {
-      message: monitor::timed_out(Some(&self.monitor), doing, limit, self.selection, self.replica_set.as_deref()),
+      message: monitor::timed_out(Some(&self.monitor), doing, limit, limit < self.limit, self.selection, self.replica_set.as_deref()),
       code: None,
     }
   }
