@@ -146,6 +146,10 @@ describe('every failure says what went wrong, with no timeout configured', () =>
         ...urlTarget(refusedUrl),
         cause: /could not reach a MongoDB server: nothing accepts connections at that address \(connection refused\)/,
       },
+      'a host name that does not resolve': {
+        ...urlTarget('mongodb://no-such-host.invalid:27017/?directConnection=true'),
+        cause: /could not reach a MongoDB server: the host name does not resolve \(check the host in the connection string, and DNS\) \(no-such-host\.invalid:27017: /,
+      },
       'a server that never answers': {
         ...urlTarget(silentUrl),
         cause: /could not reach a MongoDB server: no answer from 127\.0\.0\.1:\d+: nothing answers at that address/,
@@ -185,6 +189,7 @@ describe('every failure says what went wrong, with no timeout configured', () =>
 
   const causes = [
     'nothing listening (connection refused)',
+    'a host name that does not resolve',
     'a server that never answers',
     'a certificate from a CA the client does not trust',
     'a certificate for another host name',

@@ -124,6 +124,8 @@ pub fn why_unreachable(message: &str) -> &'static str {
     ": the server's TLS certificate does not name the host connected to"
   } else if message.contains("Authentication failed") || message.contains("AuthenticationFailed") || message.contains("SCRAM failure") {
     AUTH_FAILED
+  } else if message.contains("failed to lookup address") || message.contains("Name or service not known") || message.contains("nodename nor servname") {
+    ": the host name does not resolve (check the host in the connection string, and DNS)"
   } else if message.contains("Connection refused") {
     ": nothing accepts connections at that address (connection refused)"
   } else if message.contains("tls handshake eof") || message.contains("InvalidContentType") || message.contains("corrupt message") {
