@@ -136,6 +136,8 @@ pub struct Core {
   waiting_to_connect: std::sync::atomic::AtomicI64,
   /// The last refresh round took over a third of the ttl (said once).
   slow_refresh: AtomicBool,
+  /// How long the last refresh round that got its answer took, in ms.
+  last_round_ms: std::sync::atomic::AtomicU64,
 }
 
 /// The outcome of the connection attempts so far, for callers that waited
@@ -173,6 +175,7 @@ impl Core {
       logged_failure: Mutex::new(None),
       waiting_to_connect: std::sync::atomic::AtomicI64::new(0),
       slow_refresh: AtomicBool::new(false),
+      last_round_ms: std::sync::atomic::AtomicU64::new(0),
     });
     refresh::spawn(Arc::downgrade(&core), stopped, span);
     core
@@ -255,11 +258,7 @@ impl Core {
     let limit = self.config.operation_timeout;
     match tokio::time::timeout(limit, self.connect_shared(false)).await {
       Ok(res) => res,
-      Err(_) => {
-        let settings = self.tried_settings();
-        let err = Bound::new(&self.config, &self.monitor, settings.as_ref()).expired("connecting", limit);
-        Err(Store::explain(&self.config, settings.as_ref(), err))
-      }
+      Err(_) => Err(Store::explain(&self.config, self.tried_settings().as_ref(), self.bound().expired("connecting", limit))),
     }
   }
 
@@ -533,8 +532,9 @@ impl Core {
     Ok(Attempt::Acquired(state))
   }
 
-  /// Inserts lock document `id`; on a failure the write may still have
-  /// applied, so document `id` is removed in the background.
+  /// Inserts a lock document (with a new `_id`, returned); on a failure the
+  /// write may still have applied, so that document is removed in the
+  /// background.
   async fn insert(self: &Arc<Self>, store: &Store, action: &Bson, now: &ServerNow) -> LockResult<(ObjectId, bool)> {
     let (id, res) = store.insert(action, now, self.config.ttl).await;
     match res {
@@ -758,6 +758,7 @@ impl Core {
     Stats::bump(&self.stats.refresh_commands);
     Stats::add(&self.stats.refreshes, matched);
     self.note_round_trip(took);
+    self.last_round_ms.store(took.as_millis() as u64, Ordering::Relaxed);
     if (matched as usize) == ids.len() {
       let deadline = now.holder_deadline(self.config.ttl);
       held.iter().for_each(|s| s.extend(deadline));
@@ -775,6 +776,11 @@ impl Core {
       }
     }
     Ok(())
+  }
+
+  /// How long the last refresh round that got its answer took.
+  pub fn last_round_trip(&self) -> Duration {
+    Duration::from_millis(self.last_round_ms.load(Ordering::Relaxed))
   }
 
   /// Says once (until it recovers) that refreshing takes more than a
