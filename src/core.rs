@@ -100,6 +100,10 @@ impl Claim for Plain {
 /// How often a queued semaphore waiter polls (see `Claim::urgent`).
 const URGENT_POLL: Duration = Duration::from_millis(10);
 
+/// How often a refresh round in flight looks again at its locks' deadlines
+/// (another round that landed may have moved them on).
+const DEADLINE_POLL: Duration = Duration::from_millis(250);
+
 pub struct Core {
   pub config: Config,
   store: OnceCell<Store>,
@@ -748,11 +752,24 @@ impl Core {
     let now = Mono::now();
     let held: Vec<Arc<LockState>> =
       self.held_now().into_iter().filter(|s| s.wants_refresh(now) && self.check(s)).collect();
-    let Some(nearest) = held.iter().map(|s| s.deadline()).min() else { return Ok(()) };
+    if held.is_empty() {
+      return Ok(());
+    }
     let Some(store) = self.connected() else { return Ok(()) };
     let ids: Vec<ObjectId> = held.iter().map(|s| s.id).collect();
     let now = self.server_now()?;
-    let matched = store.refresh_held(&ids, &now, self.config.ttl, nearest.remaining()).await?;
+    // Given up once no lock it carries can still use it: each is past its
+    // deadline as it stands then (another round that landed meanwhile
+    // moves the deadlines on), or no longer held.
+    let too_late = async {
+      while let Some(latest) = held.iter().filter(|s| s.is_flagged()).map(|s| s.deadline()).max() {
+        if latest.remaining().is_zero() {
+          break;
+        }
+        sleep(latest.remaining().min(DEADLINE_POLL)).await;
+      }
+    };
+    let matched = store.refresh_held(&ids, &now, self.config.ttl, too_late).await?;
     let took = Mono::now().since(now.at);
     self.stats.refresh.observe(took);
     Stats::bump(&self.stats.refresh_commands);
@@ -882,10 +899,16 @@ impl Core {
   }
 
   /// Re-reads the server clock, if connected.
+  /// Not while round trips are too long for a sample to be kept (see
+  /// `Store::sync_clock`): the reading would be refused anyway, and it takes
+  /// four round trips, so past the operation timeout it would only cost a
+  /// connection (closed with the reading abandoned) that the next refresh
+  /// round must then open again. The clock's uncertainty grows meanwhile,
+  /// on the safe side.
   pub async fn sync_clock(&self) -> LockResult<()> {
     match self.connected() {
-      Some(store) => store.sync_clock(&self.clock).await,
-      None => Ok(()),
+      Some(store) if !store.too_slow_for_the_clock(self.last_round_trip()) => store.sync_clock(&self.clock).await,
+      _ => Ok(()),
     }
   }
 

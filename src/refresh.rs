@@ -5,18 +5,19 @@
 //! matched than we hold, a `find` tells which are gone, and those locks are
 //! lost. Each round runs as its own task, so a server that hangs cannot hold
 //! up the other duty: waking at each held lock's deadline and declaring it
-//! lost if no refresh got through in time. A round waits for the one
-//! before while that one may just be slow; once it has waited twice as
-//! long as the last round took (at least a refresh period, at most half
-//! the ttl) it may be hung (a connection that passes nothing), and the next
-//! round goes anyway, on another connection (as many at once as rounds fit
-//! in a ttl; each is given the time its nearest lock has left, so no more
-//! can be of use): a hung command costs no lock that a later round can
-//! still reach in time. Rounds do not pile up on a server that is only
-//! slow: each updates every held document, and rounds at once on the same
-//! documents wait for each other's row locks (measured on FerretDB with
-//! PostgreSQL: 10,000 held locks, 2 s a round at the server, lost under a
-//! 3 s round trip when a round went every refresh regardless). Every 10 s it also re-reads the server's
+//! lost if no refresh got through in time. Rounds go every refresh period,
+//! but no closer together than half the last answered round's time, so a
+//! slow server has about two at once: one lands while the next is on its
+//! way, and they do not pile up (each updates every held document, and
+//! rounds at once on the same documents wait on each other's row locks).
+//! A round still waiting never holds up the next: a hung command (a
+//! connection that passes nothing) costs no lock that a later round can
+//! still reach in time. As many wait at once as rounds fit in a ttl, and a
+//! round is given up once none of its locks can use it any more (each past
+//! its deadline as other rounds leave it). Measured on FerretDB with
+//! PostgreSQL under a 3 s round trip on a 10 s ttl: 10,000 held locks (a
+//! round: 3 s of network, 2 s at the server) kept, where one round at a
+//! time lost them. Every 10 s it also re-reads the server's
 //! clock, in a task of its own, so that a slow reading never delays a
 //! refresh.
 //!
@@ -45,15 +46,12 @@ fn rounds_in_flight(ttl: Duration, period: Duration) -> usize {
 }
 
 /// Whether a new round goes now, beside `rounds` (each with when it was
-/// sent): when none is waiting, or the newest has waited long enough to be
-/// presumed hung (twice the last round's time, within [`period`, ttl / 2])
-/// and there is room for one more.
-fn round_is_due(rounds: &[(JoinHandle<()>, Instant)], most: usize, last: Duration, period: Duration, ttl: Duration) -> bool {
-  let stuck = (last * 2).clamp(period, (ttl / 2).max(period));
-  match rounds.iter().map(|(_, sent)| *sent).max() {
-    None => true,
-    Some(newest) => rounds.len() < most && newest.elapsed() >= stuck,
-  }
+/// sent, oldest first): when none is waiting, or there is room for one
+/// more and the newest was sent at least half the last answered round's
+/// time ago (`last`): about two at once on a slow server.
+fn round_is_due(rounds: &[(JoinHandle<()>, Instant)], most: usize, last: Duration) -> bool {
+  let Some((_, newest)) = rounds.last() else { return true };
+  rounds.len() < most && newest.elapsed() >= last / 2
 }
 
 /// Runs until `stop` changes or the manager is dropped. Holds only a weak
@@ -78,7 +76,7 @@ pub fn spawn(core: Weak<Core>, mut stop: watch::Receiver<bool>, span: tracing::S
           _ = ticker.tick() => {
             let Some(core) = core.upgrade() else { break };
             rounds.retain(|(h, _)| !h.is_finished());
-            if round_is_due(&rounds, most, core.last_round_trip(), period, ttl) {
+            if round_is_due(&rounds, most, core.last_round_trip()) {
               let round = core.clone();
               // traced() logs and counts a failure; the next tick tries again.
               let handle = napi::bindgen_prelude::spawn(

@@ -404,6 +404,12 @@ impl Store {
     Ok(())
   }
 
+  /// Whether a round trip of `rtt` is too long for a clock sample to be
+  /// kept (see `sample_clock`).
+  pub fn too_slow_for_the_clock(&self, rtt: Duration) -> bool {
+    rtt > self.max_half_rtt * 2
+  }
+
   /// Re-reads the server's clock (see `clock`).
   pub async fn sync_clock(&self, clock: &ServerClock) -> LockResult<()> {
     let doing = "reading the server's clock";
@@ -507,9 +513,16 @@ impl Store {
   /// their number: every document of this manager that is live, written
   /// before now, and not one the round must leave alone (see `Written`).
   /// Returns how many matched: as many as `held` means each of them did.
-  /// Sent within `limit` (what the nearest deadline leaves), not the
-  /// operation timeout: a refresh that lands after it is no use.
-  pub async fn refresh_held(&self, held: &[ObjectId], now: &ServerNow, ttl: Duration, limit: Duration) -> LockResult<u64> {
+  /// Given up when `too_late` resolves (the caller's: its locks' deadlines
+  /// have passed, and a refresh that lands after them is no use), else
+  /// within the operation timeout.
+  pub async fn refresh_held(
+    &self,
+    held: &[ObjectId],
+    now: &ServerNow,
+    ttl: Duration,
+    too_late: impl Future<Output = ()>,
+  ) -> LockResult<u64> {
     let at = now.estimate();
     let expires = clock::after(at, ttl);
     let earliest = now.earliest();
@@ -528,11 +541,11 @@ impl Store {
     let filter = doc! { "_id": ours, "holder.manager": &self.manager, "expiresAt": { "$gte": earliest } };
     let update = doc! { "$set": { "refreshedAt": at }, "$max": { "expiresAt": expires } };
     let doing = "refreshing locks";
-    let op = self.gated(|| retry_once(|| self.locks.update_many(filter.clone(), update.clone())));
-    let res = tokio::time::timeout(limit.min(self.bound.limit), op)
-      .await
-      .map_err(|_| self.bound.expired(doing, limit.min(self.bound.limit)))?
-      .map_err(|e| LockError::server(doing, &e))?;
+    let op = self.bound.run(doing, self.gated(|| retry_once(|| self.locks.update_many(filter.clone(), update.clone()))));
+    let res = tokio::select! {
+      res = op => res?.map_err(|e| LockError::server(doing, &e))?,
+      _ = too_late => return Err(self.bound.expired(doing, Duration::ZERO)),
+    };
     self.bound.answered();
     Ok(res.matched_count)
   }
