@@ -745,9 +745,9 @@ impl Core {
   /// One background round: refresh the held locks (those under their
   /// `maxHoldMs`) with one command, however many they are (see
   /// `Store::refresh_held`); if fewer matched than are held, find out which
-  /// are gone. The command is given the time the nearest deadline leaves:
-  /// past it, the round is no use to that lock, and the next round (on
-  /// another connection) may still be in time for the others.
+  /// are gone. The command is given up only once none of its locks can use
+  /// it (each past its deadline as other rounds leave it, or no longer
+  /// held), not at the operation timeout.
   pub async fn refresh_all(&self) -> LockResult<()> {
     let now = Mono::now();
     let held: Vec<Arc<LockState>> =
