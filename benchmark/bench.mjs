@@ -1,10 +1,14 @@
 // `npm run bench [-- --quick] [-- --runs N]`: mongo-locks-native against
 // stock mongo-locks 3.2 (on the Node mongodb driver), same server, same run.
-// Also: `--locks N` (locks held in scenario 4), `--only holding,eventLoop`
+// Also: `--locks N[,M…]` (locks held in scenario 4, measured once per count;
+// full mode: 1,000 and 10,000), `--postgresql` (FerretDB on a throwaway
+// PostgreSQL instead of SQLite), `--only holding,eventLoop`
 // (a subset of: uncontended, throughput, contention, holding, eventLoop, cpu, burst,
 // handover). Scenario 8 (handover) forks its own participant processes.
 // `--burst N` sets the number of concurrent acquisitions of scenario 7.
-// The server is MONGO_URL when set, else a throwaway local FerretDB.
+// The server is MONGO_URL when set, else a throwaway local FerretDB. On the
+// local server, scenario 4 talks through a relay that counts the bytes each
+// library sends and receives (wire.mjs).
 //
 // Every measurement (scenario × library × run) runs in a fresh process
 // forked with --expose-gc (see worker.mjs); the two libraries alternate run
@@ -17,10 +21,12 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { MongoClient } from 'mongodb'
-import { testServer } from '../scripts/ferretdb.mjs'
+import { startFerretDB, testServer } from '../scripts/ferretdb.mjs'
+import { startPostgres } from '../scripts/postgres.mjs'
 import { LABELS, LIBRARIES } from './libraries.mjs'
-import { evaluateTargets, markdownTable, SCENARIO_TITLES, summarize, targetLines, textTable } from './report.mjs'
+import { evaluateTargets, markdownTable, scenarioTitle, summarize, targetLines, textTable } from './report.mjs'
 import { primitivesTable } from './primitives.mjs'
+import { startWireCounter } from './wire.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const STOCK_REFRESH_MS = 10_000 // mongo-locks 3.2: fixed, not configurable
@@ -38,7 +44,7 @@ function modeConfig(quick) {
       throughput: { loops: 64, durationMs: quick ? 1000 : 10_000 },
       contention: { waiters: 32, rounds: quick ? 1 : 3, holdMs: 1, waitMs: 30_000 },
       holding: {
-        locks: quick ? 300 : 10_000,
+        locks: quick ? [300] : [1000, 10_000],
         concurrency: 32,
         windowMs: 2 * intervalMs,
         intervalMs,
@@ -74,9 +80,10 @@ function parseArgs(argv) {
   if (runs !== undefined) config.runs = positiveInteger('--runs', runs)
   const locks = option(argv, '--locks')
   if (locks !== undefined) {
-    config.scenarios.holding.locks = positiveInteger('--locks', locks)
+    config.scenarios.holding.locks = locks.split(',').map((n) => positiveInteger('--locks', n))
     config.locksGiven = true
   }
+  config.postgresql = argv.includes('--postgresql')
   const burst = option(argv, '--burst')
   if (burst !== undefined) {
     config.scenarios.burst.locks = positiveInteger('--burst', burst)
@@ -122,8 +129,9 @@ async function describeServer(server) {
   try {
     const info = await client.db('admin').command({ buildInfo: 1 })
     const product = info.ferretdbVersion ? `FerretDB ${info.ferretdbVersion}` : `MongoDB ${info.version}`
-    const where = server.external ? 'MONGO_URL' : 'local, started for this run, SQLite backend'
-    return { description: `${product} (${where})`, version: info.version, ferretdbVersion: info.ferretdbVersion ?? null }
+    const backend = server.external ? null : server.backend
+    const where = server.external ? 'MONGO_URL' : `local, started for this run, ${backend === 'postgresql' ? 'PostgreSQL' : 'SQLite'} backend`
+    return { description: `${product} (${where})`, version: info.version, ferretdbVersion: info.ferretdbVersion ?? null, backend }
   } finally {
     await client.close()
   }
@@ -138,43 +146,70 @@ function slowHoldWarning(config, serverInfo) {
   // Full mode on FerretDB: 1,000 pairs/s is beyond what it serves (about 600
   // pairs/s at best, far less with thousands in flight): at that offered load
   // both libraries saturate and the ELU says nothing. Offer 250 pairs/s.
-  if (serverInfo.ferretdbVersion && config.mode === 'full' && config.scenarios.eventLoop) {
+  const sqlite = serverInfo.backend === 'sqlite'
+  if (sqlite && config.mode === 'full' && config.scenarios.eventLoop) {
     config.scenarios.eventLoop.ratePerSec = 250
     config.ferretdbNotes = ['scenario 5 offers 250 pairs/s, not 1,000: FerretDB (SQLite backend) serves at most ~600 pairs/s, and at 1,000 offered both libraries saturate (runs of 100+ s), which makes event-loop utilization meaningless']
   }
   // Full mode on FerretDB: 10,000 frees by _id over 10,000 documents take minutes.
-  if (serverInfo.ferretdbVersion && config.mode === 'full' && !config.burstGiven && config.scenarios.burst) {
+  if (sqlite && config.mode === 'full' && !config.burstGiven && config.scenarios.burst) {
     config.scenarios.burst.locks = 3000
     config.ferretdbNotes = [...(config.ferretdbNotes ?? []), 'scenario 7 bursts 3,000 concurrent acquisitions, not 10,000 (FerretDB on SQLite scans by _id; --burst 10000 forces it)']
   }
-  // Full mode on FerretDB: 10,000 held locks would take many minutes per run
-  // (and, with the 60 s ttl, outrun our own refresh); hold 1,000 unless told.
-  if (serverInfo.ferretdbVersion && config.mode === 'full' && !config.locksGiven && config.scenarios.holding) {
-    config.scenarios.holding.locks = 1000
-    return 'scenario 4 holds 1,000 locks, not 10,000: FerretDB 1.24 (SQLite backend) finds documents by _id by scanning the collection, ' +
-      'so updates and frees slow with the number held (an updateMany of 1,000 ids over 10,000 documents took ~17 s). ' +
-      'Use MONGO_URL with a real MongoDB, or --locks 10000, for the full count'
+  // Full mode on FerretDB's SQLite backend: 10,000 held locks would take many
+  // minutes per run (stock's frees alone); hold 1,000 unless told.
+  if (sqlite && config.mode === 'full' && !config.locksGiven && config.scenarios.holding) {
+    config.scenarios.holding.locks = [1000]
+    return 'scenario 4 holds 1,000 locks, not also 10,000: FerretDB 1.24 (SQLite backend) finds documents by scanning the collection, ' +
+      'so updates and frees slow with the number held (stock frees 2,500 locks in about 450 s). ' +
+      'Use --postgresql (FerretDB on PostgreSQL), MONGO_URL with a real MongoDB, or --locks 1000,10000, for both counts'
   }
-  const locks = config.scenarios.holding?.locks ?? 0
-  if (!serverInfo.ferretdbVersion || locks <= 2000) return null
+  const locks = Math.max(0, ...(config.scenarios.holding?.locks ?? []))
+  if (!sqlite || locks <= 2000) return null
   return `holding ${locks} locks on FerretDB (SQLite backend), whose updates and deletes by _id scan the collection: ` +
     'refreshes and frees slow down with the number held, and scenario 4 takes minutes per run (--locks N lowers it; MONGO_URL uses a real MongoDB)'
 }
 
+/**
+ * What one run measures: every scenario once, and scenario 4 once per number
+ * of held locks, keyed `holding:<locks>` (see report.mjs).
+ */
+function measurements(config) {
+  return Object.entries(config.scenarios).flatMap(([scenario, settings]) =>
+    scenario === 'holding'
+      ? settings.locks.map((locks) => ({ key: `holding:${locks}`, scenario, settings: { ...settings, locks } }))
+      : [{ key: scenario, scenario, settings }])
+}
+
+/**
+ * A byte-counting relay of its own for one measurement of scenario 4, on the
+ * local server only (a MONGO_URL may be a replica set, whose members the
+ * drivers reach directly): the job's URL and where to read its counts.
+ */
+async function wireFor(server) {
+  if (server.external) return null
+  const relay = await startWireCounter(server.port)
+  return { url: server.url.replace(`:${server.port}/`, `:${relay.port}/`), countsUrl: relay.countsUrl, close: relay.close }
+}
+
 /** run → scenario → both libraries, the order flipping every run (ABBA…). */
 async function runAll(config, server) {
-  const runs = Object.fromEntries(Object.keys(config.scenarios).map((s) => [s, { ours: [], stock: [] }]))
+  const plan = measurements(config)
+  const runs = Object.fromEntries(plan.map(({ key }) => [key, { ours: [], stock: [] }]))
   const notes = new Set()
   for (let run = 1; run <= config.runs; run++) {
     const order = run % 2 ? LIBRARIES : [...LIBRARIES].reverse()
-    for (const scenario of Object.keys(config.scenarios)) {
+    for (const { key, scenario, settings } of plan) {
       for (const library of order) {
         const started = Date.now()
+        const wire = scenario === 'holding' ? await wireFor(server) : null
         // metricsUrl: the FerretDB started here counts commands for scenario 8 (none with MONGO_URL).
-        const result = await measure({ scenario, library, run, url: server.url, metricsUrl: server.metricsUrl, config })
-        console.log(`  run ${run}/${config.runs}  ${SCENARIO_TITLES[scenario].padEnd(26)} ${LABELS[library].padEnd(20)} ${((Date.now() - started) / 1000).toFixed(1)} s`)
-        runs[scenario][library].push(result)
-        for (const note of result.notes) notes.add(`${SCENARIO_TITLES[scenario]}, ${LABELS[library]}: ${note}`)
+        const job = { scenario, settings, library, run, url: wire?.url ?? server.url, wire: wire && { countsUrl: wire.countsUrl }, metricsUrl: server.metricsUrl, config }
+        const result = await measure(job).finally(() => wire?.close())
+        const title = scenarioTitle(key)
+        console.log(`  run ${run}/${config.runs}  ${title.padEnd(34)} ${LABELS[library].padEnd(20)} ${((Date.now() - started) / 1000).toFixed(1)} s`)
+        runs[key][library].push(result)
+        for (const note of result.notes) notes.add(`${title}, ${LABELS[library]}: ${note}`)
         if (result.libraryNotes.includes('ttlDropped')) {
           notes.add(`${LABELS.stock}: this server refuses TTL indexes, so the TTL index spec was left out of its createIndexes (scripts/stock-mongo-locks.mjs); its lock path is stock`)
         }
@@ -184,9 +219,25 @@ async function runAll(config, server) {
   return { runs, notes: [...notes] }
 }
 
+/**
+ * MONGO_URL, or a local FerretDB on SQLite, or (`--postgresql`) on a
+ * throwaway PostgreSQL; `backend` says which for a local one.
+ */
+async function startServer(config) {
+  if (!config.postgresql || process.env.MONGO_URL) return { ...(await testServer()), backend: 'sqlite' }
+  const postgres = await startPostgres()
+  try {
+    const ferretdb = await startFerretDB({ postgresql: postgres.url })
+    return { ...ferretdb, backend: 'postgresql', stop: async () => { await ferretdb.stop(); await postgres.stop() } }
+  } catch (error) {
+    await postgres.stop()
+    throw error
+  }
+}
+
 async function main() {
   const config = parseArgs(process.argv.slice(2))
-  const server = await testServer()
+  const server = await startServer(config)
   const stop = async () => { await server.stop().catch(() => {}) }
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, async () => { await stop(); process.exit(130) })
   let serverInfo, runs, notes, slowHold, primitives

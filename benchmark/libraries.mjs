@@ -4,7 +4,9 @@
 //   lock(key)               one attempt: a lock with free(), or null
 //   lockWaiting(key, ms)    the library's own way to wait for a key (one call)
 //   ping()                  one server round trip on the library's own driver
-//   refreshCounters()       { commands, lockRefreshes } sent by the background refresh
+//   refreshCounters()       { commands, lockRefreshes, answered, answeredSeconds } of the
+//                           background refresh: update commands sent, locks they
+//                           refreshed, commands answered and their round trips' sum
 //   close()                 closes everything and drops the scenario's collection
 //                           (unless opened with dropOnClose: false, for a process
 //                           that shares the collection with others still running)
@@ -72,8 +74,8 @@ async function openOurs({ collection, oursOptions, dropAndClose }) {
     lockWaiting: (key, waitMs) => locker.lock(key, { waitMs }),
     ping: () => locker.ping(),
     refreshCounters() {
-      const { refreshCommands, refreshes } = locker.stats()
-      return { commands: refreshCommands, lockRefreshes: refreshes }
+      const { counters, refreshSeconds } = locker.metricsSnapshot()
+      return { commands: counters.refreshCommands, lockRefreshes: counters.refreshes, answered: refreshSeconds.count, answeredSeconds: refreshSeconds.sum }
     },
     stats: () => locker.stats(),
     async close() {
@@ -88,8 +90,15 @@ async function openStock({ client, db, collection, dropAndClose }) {
   // Stock refreshes each lock with its own updateOne; nothing else it does
   // in these scenarios sends an `update` command.
   let updates = 0
+  let answered = 0
+  let answeredSeconds = 0
   client.on('commandStarted', (event) => {
     if (event.commandName === 'update') updates++
+  })
+  client.on('commandSucceeded', (event) => {
+    if (event.commandName !== 'update') return
+    answered++
+    answeredSeconds += event.duration / 1000
   })
   return {
     library: 'stock',
@@ -98,7 +107,7 @@ async function openStock({ client, db, collection, dropAndClose }) {
     // mongo-locks cannot wait: one attempt, and the caller's retry loop does the rest.
     lockWaiting: (key) => locker.lock(key),
     ping: () => db.command({ ping: 1 }),
-    refreshCounters: () => ({ commands: updates, lockRefreshes: updates }),
+    refreshCounters: () => ({ commands: updates, lockRefreshes: updates, answered, answeredSeconds }),
     stats: () => null,
     close: dropAndClose,
   }

@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks'
 import { handover } from './handover.mjs'
 import { percentile, pool, sleep } from './stats.mjs'
+import { readWireCounts } from './wire.mjs'
 
 const now = () => performance.now()
 let keyCounter = 0
@@ -207,8 +208,11 @@ function resources() {
  * steady state (ours does not refresh a lock in the tick right after it
  * was taken). `stockIntervalMs` is mongo-locks' fixed refresh period; when
  * the window is shorter, its refresh figures are not measurable (null).
+ * `wire` (when the library talks through a counting relay, see wire.mjs):
+ * every byte it sent and received during the window, refresh and the
+ * driver's own monitoring alike, is counted there.
  */
-export async function holding(lib, { locks, concurrency, windowMs, intervalMs, stockIntervalMs }) {
+export async function holding(lib, { locks, concurrency, windowMs, intervalMs, stockIntervalMs }, { wire } = {}) {
   const notes = []
   if (!globalThis.gc) notes.push('gc() unavailable (run with --expose-gc): memory deltas include garbage')
   const acquireErrors = errorTally()
@@ -234,8 +238,10 @@ export async function holding(lib, { locks, concurrency, windowMs, intervalMs, s
 
   await sleep(intervalMs)
   const before = lib.refreshCounters()
+  const wireBefore = wire ? await readWireCounts(wire.countsUrl) : null
   await sleep(windowMs)
   const after = lib.refreshCounters()
+  const wireAfter = wire ? await readWireCounts(wire.countsUrl) : null
   const heldResources = resources()
   const heldMemory = memory()
   const secondHalf = held.length - halfMemory.held
@@ -247,6 +253,8 @@ export async function holding(lib, { locks, concurrency, windowMs, intervalMs, s
 
   const commands = after.commands - before.commands
   const lockRefreshes = after.lockRefreshes - before.lockRefreshes
+  const answered = after.answered - before.answered
+  const answeredMs = (after.answeredSeconds - before.answeredSeconds) * 1000
   const interval = lib.library === 'stock' ? stockIntervalMs : intervalMs
   const measurable = windowMs >= interval
   if (!measurable) {
@@ -256,12 +264,27 @@ export async function holding(lib, { locks, concurrency, windowMs, intervalMs, s
   notes.push(...acquireErrors.notes('acquisitions'), ...freeErrors.notes('frees'))
   if (stillLocked !== held.length) notes.push(`${held.length - stillLocked} of ${held.length} locks were lost during the hold`)
   const count = held.length
+  // How many times every held lock was refreshed during the window: the
+  // unit the per-refresh figures below are counted in.
+  const fullRefreshes = lockRefreshes / count
+  const perFullRefresh = (value) => (measurable && fullRefreshes > 0 ? value / fullRefreshes : null)
+  if (!wire) notes.push('bytes on the wire not measured (only through the local server started by the benchmark)')
+  const toServer = wire ? wireAfter.toServer - wireBefore.toServer : null
+  const fromServer = wire ? wireAfter.fromServer - wireBefore.fromServer : null
+  const refreshCommandMs = answered > 0 ? answeredMs / answered : null
   return {
     metrics: {
       refreshCommandsPerInterval: measurable ? commands * (interval / windowMs) : null,
       // Commands per refresh of every held lock: what batching saves,
       // whatever the refresh cadence turns out to be.
-      refreshCommandsPerFullRefresh: measurable && lockRefreshes > 0 ? commands / (lockRefreshes / count) : null,
+      refreshCommandsPerFullRefresh: perFullRefresh(commands),
+      refreshCommandMs,
+      // The time the server spends answering a refresh of every held lock:
+      // one round trip for ours, one per lock for stock (spread over its
+      // interval by its per-lock timers, but each a round trip all the same).
+      refreshServerMsPerFullRefresh: refreshCommandMs === null ? null : perFullRefresh(commands * refreshCommandMs),
+      bytesToServerPerFullRefresh: wire ? perFullRefresh(toServer) : null,
+      bytesFromServerPerFullRefresh: wire ? perFullRefresh(fromServer) : null,
       lockRefreshesPerInterval: measurable ? lockRefreshes * (interval / windowMs) : null,
       heapBytesPerLock: (heldMemory.heapUsed - baseMemory.heapUsed) / count,
       rssBytesPerLock: (heldMemory.rss - baseMemory.rss) / count,
@@ -274,7 +297,7 @@ export async function holding(lib, { locks, concurrency, windowMs, intervalMs, s
       freeMs,
     },
     notes,
-    raw: { held: count, windowMs, interval, commands, lockRefreshes, baseMemory, halfMemory, heldMemory, baseResources, heldResources },
+    raw: { held: count, windowMs, interval, commands, lockRefreshes, answered, answeredMs, toServer, fromServer, baseMemory, halfMemory, heldMemory, baseResources, heldResources },
   }
 }
 

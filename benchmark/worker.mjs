@@ -21,8 +21,7 @@ function countStockRefreshFailures() {
   return counter
 }
 
-async function measure({ scenario, library, run, url, metricsUrl, config }) {
-  const settings = config.scenarios[scenario]
+async function measure({ scenario, settings, library, run, url, wire, metricsUrl, config }) {
   const refreshFailures = library === 'stock' ? countStockRefreshFailures() : null
   const collectionName = `${scenario}-${library}-run${run}-${process.pid}-${Date.now()}`
   const lib = await openLibrary(library, {
@@ -35,7 +34,7 @@ async function measure({ scenario, library, run, url, metricsUrl, config }) {
     await warmUp(lib)
     // The context is for scenario 8, whose participant processes open the
     // library on this same collection (this process drops it at the end).
-    const result = await SCENARIOS[scenario](lib, settings, { library, url, metricsUrl, collectionName })
+    const result = await SCENARIOS[scenario](lib, settings, { library, url, metricsUrl, collectionName, wire })
     const stats = lib.stats()
     if (stats && (stats.lost || stats.errors)) {
       result.notes.push(`stats() reports lost: ${stats.lost}, errors: ${stats.errors}`)
