@@ -1,8 +1,8 @@
 /* mongo-locks-native/testing: a locker for tests, held in memory, with the
  * rules of the real LockManager. No MongoDB and no native addon needed. */
 import type { Collection } from 'mongodb'
-import type { LockKey, LockManager, LockModel } from './index.js'
-export { MongoLocksError, LockLostError } from './index.js'
+import type { LockKey, LockManager, LockModel } from '../index.js'
+export { MongoLocksError, LockLostError } from '../index.js'
 
 /** Options of `createTestLocker(options)`. Unknown names are refused. */
 export interface TestLockerOptions {
