@@ -1,11 +1,12 @@
 'use strict'
-// The JavaScript face of the native module: the error classes, withLock (it
-// runs a JS callback), the disposal symbols on locks, the exports, and what
-// mongo-locks 3.2 code reads that only JavaScript can give it: `lock._id` as
-// an ObjectId of the application's `mongodb`, `lock.collection` and
-// `locker.collection` (the application's own Collection), `locker.ready`,
-// `locker.MongoLocksError`, and console logging by default.
-// Everything else is in Rust.
+// The LockManager class and the lock objects' JavaScript half: the error
+// classes, withLock (it runs a JS callback), the disposal symbols on locks,
+// and what mongo-locks 3.2 code reads that only JavaScript can give it:
+// `lock._id` as an ObjectId of the application's `mongodb`,
+// `lock.collection` and `locker.collection` (the application's own
+// Collection), `locker.ready`, `locker.MongoLocksError`, and console logging
+// by default. Everything else is in Rust. The package's exports are in
+// ../index.js.
 
 const os = require('node:os')
 // binding.js (napi-rs's loader) through native-loader.js, which says clearly
@@ -19,6 +20,8 @@ const { Semaphore, ReadWriteLock, Election, ScheduledJob } = require('./primitiv
 // The error classes live in errors.js (plain JavaScript, shared with testing.js).
 const { MongoLocksError, LockLostError } = require('./errors.js')
 const { withLock } = require('./with-lock.js')
+const { appMongodb } = require('./app-mongodb.js')
+const { INDEX_NAMES } = require('./rules.js')
 native.registerErrorClasses(MongoLocksError, LockLostError)
 
 const { acquireLock, requireLock } = native
@@ -26,24 +29,6 @@ const { acquireLock, requireLock } = native
 // `instanceof` (in the types, `Lock` is mongo-locks' shape).
 const { NativeLock } = native
 const NativeLockManager = native.LockManager
-
-// --- The application's `mongodb` (a peer dependency, as for mongo-locks) ---
-
-let mongodb
-/** `require('mongodb')`, resolved from this package: the application's copy, as a peer dependency. */
-function appMongodb(needed) {
-  if (mongodb === undefined) {
-    try {
-      mongodb = require('mongodb')
-    } catch (cause) {
-      throw new Error(
-        `mongo-locks-native: ${needed} needs the \`mongodb\` package (a peer dependency, as for mongo-locks): npm install mongodb`,
-        { cause },
-      )
-    }
-  }
-  return mongodb
-}
 
 /** Sets `obj[name]` as an own, writable field, as mongo-locks' class fields are. */
 function setField(obj, name, value) {
@@ -143,7 +128,6 @@ const clientUrl = (collection) => {
   const client = clientOf(collection)
   return client && client.s && typeof client.s.url === 'string' ? client.s.url : undefined
 }
-const INDEX_NAMES = Object.freeze(['action_1', 'expiresAt_1'])
 
 /**
  * Hands out locks stored in one MongoDB collection, and keeps them fresh.
@@ -351,28 +335,4 @@ Object.defineProperties(NativeLock.prototype, {
   },
 })
 
-// The Hapi plugin, also at `mongo-locks-native/hapi` (hapi.js requires this
-// file lazily, so either can be loaded first).
-const { plugin: hapiPlugin } = require('./hapi.js')
-
-/** The content type of `locker.metrics()`'s text, for an HTTP response. */
-const METRICS_CONTENT_TYPE = metrics.CONTENT_TYPE
-
-// Shorthand or `name: identifier` only: Node's CommonJS lexer, which gives ESM
-// importers their named exports, stops at anything else.
-module.exports = {
-  METRICS_CONTENT_TYPE,
-  LockManager,
-  Lock: NativeLock,
-  NativeLock,
-  MongoLocksError,
-  LockLostError,
-  Semaphore,
-  ReadWriteLock,
-  Election,
-  ScheduledJob,
-  acquireLock,
-  requireLock,
-  hapiPlugin,
-  __napiBindingTarget: native.__napiBindingTarget,
-}
+module.exports = { LockManager, NativeLock, acquireLock, requireLock, native }
