@@ -6,7 +6,8 @@
 // plus what `advance(ms)` added, with timers from the global `setTimeout`, so
 // vitest's or Jest's fake timers drive it too. No MongoDB and no native
 // addon: this file must load where the addon cannot, so it requires neither
-// index.js nor binding.js nor native-loader.js.
+// ../index.js nor manager.js nor ../binding.js nor native-loader.js
+// (__test__/modules.test.mjs checks that none of its requires reaches them).
 //
 // Locks are kept as the real manager keeps its documents: one record per
 // stored key (`action`), semaphore permits and read/write sides as records
