@@ -17,12 +17,20 @@
 // - another process: `h.other` is a second LockManager on the same
 //   collection for the real one; the test locker has one store, so it is the
 //   same locker (a held key gives null to a second caller of one manager too).
+// - another manager with other options: `h.make(options)`, a LockManager on
+//   the same collection (closed at teardown), or createTestLocker(options).
+// - time passing: `h.tick(ms)`, a real sleep, or `advance(ms)`.
+//
+// "The rules the Rust core owns" are the cases that keep lib/rules.js (the
+// test locker's copy of each limit, default and message) equal to what the
+// Rust core does: every message there is written out in full.
 import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest'
 import { createRequire } from 'node:module'
 import { lib, freshCollection, eventually, sleep } from './support.mjs'
 
 const require = createRequire(import.meta.url)
-const { createTestLocker } = require('../testing.js')
+const { createTestLocker } = require('../lib/testing.js')
+const rules = require('../lib/rules.js')
 const { LockLostError, MongoLocksError, acquireLock, requireLock } = lib
 
 const OPTIONS = { ttlMs: 2000, refreshMs: 200 }
@@ -34,9 +42,16 @@ const implementations = [
       const ctx = await freshCollection('conformance')
       const locker = new lib.LockManager(ctx.collection, { logger: false, ...OPTIONS })
       const other = new lib.LockManager(ctx.collection, { logger: false, ...OPTIONS })
+      const made = []
       return {
         locker,
         other,
+        make(options) {
+          const m = new lib.LockManager(ctx.collection, { logger: false, ...options })
+          made.push(m)
+          return m
+        },
+        tick: sleep,
         waitFor: (cond, ms) => eventually(cond, Math.max(10_000, ms * 4), 25),
         async expireNow(lock) {
           lock.locked = false
@@ -44,6 +59,7 @@ const implementations = [
         },
         removeDocument: (key) => ctx.collection.deleteOne({ action: key }),
         async teardown() {
+          for (const m of made) await m.close()
           await other.close()
           await locker.close()
           await ctx.close()
@@ -55,9 +71,16 @@ const implementations = [
     name: 'test locker',
     async setup() {
       const locker = createTestLocker(OPTIONS)
+      const made = []
       return {
         locker,
         other: locker,
+        make(options) {
+          const m = createTestLocker(options)
+          made.push(m)
+          return m
+        },
+        tick: (ms) => locker.advance(ms).then(() => Promise.all(made.map((m) => m.advance(ms)))),
         async waitFor(cond, ms) {
           await locker.advance(ms)
           return cond()
@@ -68,7 +91,10 @@ const implementations = [
           locker.expire(key)
         },
         removeDocument: (key) => locker.takeOver(key),
-        teardown: () => locker.close(),
+        async teardown() {
+          for (const m of made) await m.close()
+          await locker.close()
+        },
       }
     },
   },
@@ -223,6 +249,7 @@ describe.each(implementations)('$name', (impl) => {
     expect(await h.waitFor(() => signal.aborted && onLost.mock.calls.length > 0, OPTIONS.refreshMs * 2)).toBe(true)
     expect(signal.reason).toBeInstanceOf(LockLostError)
     expect(signal.reason.message).toMatch(/lost the lock on "watched": its document is gone/)
+    expect(signal.reason.message).toBe('mongo-locks-native: lost the lock on "watched": its document is gone (deleted, or taken over after it expired)')
     expect(onLost).toHaveBeenCalledTimes(1)
     expect(onLost.mock.calls[0][0]).toBe(signal.reason)
     expect(lock.locked).toBe(false)
@@ -239,6 +266,7 @@ describe.each(implementations)('$name', (impl) => {
     expect(await h.waitFor(() => signal.aborted, OPTIONS.ttlMs + 300)).toBe(true)
     expect(signal.reason).toBeInstanceOf(LockLostError)
     expect(signal.reason.message).toMatch(/its expiry passed without a successful refresh/)
+    expect(signal.reason.message).toBe('mongo-locks-native: lost the lock on "stuck": its expiry passed without a successful refresh')
     expect(lock.locked).toBe(false)
     const next = await h.other.lock('stuck', { waitMs: 10_000 })
     expect(next).not.toBeNull()
@@ -419,6 +447,7 @@ describe.each(implementations)('$name', (impl) => {
     const err = await h.locker.lock('after-close').catch((e) => e)
     expect(err).toBeInstanceOf(MongoLocksError)
     expect(err.closed).toBe(true)
+    expect(err.message).toBe('mongo-locks-native: this LockManager is closed')
     if (h.other !== h.locker) {
       const next = await h.other.lock('closing')
       expect(next).not.toBeNull()
@@ -430,5 +459,148 @@ describe.each(implementations)('$name', (impl) => {
     const seen = await awaitUsing(h.locker, 'using')
     expect(seen).toMatchObject({ inside: true, other: null, after: false, none: null })
     expect(h.locker.stats().held).toBe(0)
+  })
+
+  describe('the rules the Rust core owns', () => {
+    const KEY = '; expected a non-empty string, a finite number, an array or a plain object'
+    const deep = JSON.parse('['.repeat(17) + '1' + ']'.repeat(17))
+    it.each([
+      ['a NUL in a key string, written \\0', 'a\0b', 'mongo-locks-native: invalid lock key "a\\0b": a key string cannot contain a NUL character' + KEY],
+      ['a NUL in a field name, written \\0 where Rust writes the name', { ['a\0b']: 1 }, 'mongo-locks-native: invalid lock key {"a\\u0000b":1}: field name "a\\0b" contains a NUL character' + KEY],
+      ['NaN', NaN, 'mongo-locks-native: invalid lock key NaN: NaN is not a finite number' + KEY],
+      ['-Infinity', -Infinity, 'mongo-locks-native: invalid lock key -Infinity: -inf is not a finite number' + KEY],
+      ['a key nested 17 deep', deep, `mongo-locks-native: invalid lock key ${JSON.stringify(deep)}: nested deeper than 16 levels (or cyclic)` + KEY],
+      ['a key over 1024 bytes of BSON', 'k'.repeat(1020), `mongo-locks-native: invalid lock key "${'k'.repeat(79)}…: it takes 1038 bytes as BSON, over the 1024-byte bound` + KEY],
+      ['a nested function', { a: () => 1 }, 'mongo-locks-native: invalid lock key {}: a nested function cannot be stored' + KEY],
+      ['a nested Date', { a: new Date(0) }, `mongo-locks-native: invalid lock key {"a":"1970-01-01T00:00:00.000Z"}: nested ${String(new Date(0))} is not a plain object` + KEY],
+      ['a Symbol', Symbol('s'), 'mongo-locks-native: invalid lock key a Symbol: symbols cannot be stored' + KEY],
+      ['a BigInt', 10n, 'mongo-locks-native: invalid lock key a BigInt: this type cannot be stored as a key' + KEY],
+      ['a boolean', true, 'mongo-locks-native: invalid lock key true: this type cannot be stored as a key' + KEY],
+    ])('key checks: %s is refused with the same message', async (_, key, message) => {
+      const err = await h.locker.lock(key).catch((e) => e)
+      expect(err).toBeInstanceOf(TypeError)
+      expect(err.message).toBe(message)
+      expect(h.locker.stats()).toMatchObject({ held: 0, acquired: 0 })
+    })
+
+    it('key checks: strings in messages are written as Rust writes them, control characters and quotes escaped', async () => {
+      const name = 'x\u0001y\u007f\u2028\t"\\\0'
+      const err = await h.locker.lock('k', { [name]: 1 }).catch((e) => e)
+      expect(err.message).toBe('mongo-locks-native: unknown lock option "x\\u{1}y\\u{7f}\\u{2028}\\t\\"\\\\\\0"; expected one of waitMs, signal, onLost, maxHoldMs, fencing, minHoldMs')
+      expect(err.message).toBe(rules.messages.unknownOption('lock option', name, rules.LOCK_OPTIONS))
+      await expect(h.locker.lockAll(['a"b', 'a"b'])).rejects.toThrow('mongo-locks-native: lockAll(keys) got the key "a"b" twice; each key can be locked once')
+    })
+
+    it.each([
+      ['appName: \'\' (an empty holder.app would name no application)', { appName: '' }, 'mongo-locks-native: options.appName must be a non-empty string, got ""'],
+      ['appName that is not a string', { appName: 5 }, 'mongo-locks-native: options.appName must be a non-empty string, got 5'],
+      ['ttlMs 0', { ttlMs: 0 }, 'mongo-locks-native: options.ttlMs must be a whole number of milliseconds from 1 to 2147483647, got 0'],
+      ['refreshMs not below ttlMs', { ttlMs: 1000, refreshMs: 1000 }, 'mongo-locks-native: options.refreshMs (1000) must be less than options.ttlMs (1000), or locks would expire between refreshes'],
+      ['ttlMs 1, whose default refreshMs (ttlMs / 6, at least 1) is not below it', { ttlMs: 1 }, 'mongo-locks-native: options.refreshMs (1) must be less than options.ttlMs (1), or locks would expire between refreshes'],
+    ])('options: %s is refused with the same TypeError', (_, options, message) => {
+      let err
+      try {
+        h.make(options)
+      } catch (e) {
+        err = e
+      }
+      expect(err).toBeInstanceOf(TypeError)
+      expect(err.message).toBe(message)
+    })
+
+    it('options: a non-empty appName is the holder.app of the locks', async () => {
+      const named = h.make({ ...OPTIONS, appName: 'billing' })
+      const lock = await named.lock('named-holder')
+      expect(lock.holder.app).toBe('billing')
+      await lock.free()
+    })
+
+    it('the refresh default: every ttlMs / 6 when only ttlMs is set (ttlMs 6000: every second)', async () => {
+      const locker = h.make({ ttlMs: 6000 })
+      const lock = await locker.lock('refreshed-by-default')
+      // Count the refreshes seen in 4.5 s (the expiry moving forward): every
+      // second gives 4; ttlMs / 3 would give 2, the 10 s default none. The
+      // bounds leave each refresh half a second of slack on a loaded machine.
+      let refreshes = 0
+      let last = (await locker.inspect('refreshed-by-default')).expiresInMs
+      const seen = [last]
+      for (let t = 0; t < 4500; t += 100) {
+        await h.tick(100)
+        const left = (await locker.inspect('refreshed-by-default')).expiresInMs
+        if (left > last + 300) refreshes++
+        last = left
+        seen.push(left)
+      }
+      expect(refreshes, seen.join()).toBeGreaterThanOrEqual(3)
+      expect(refreshes, seen.join()).toBeLessThanOrEqual(6)
+      await lock.free()
+    }, 30_000)
+
+    it('the permit limit: 1 to 1000 permits or readers, and the same TypeError past it', async () => {
+      const most = await h.locker.semaphore('wide', { limit: 1000 }).acquire()
+      expect(most).not.toBeNull()
+      await most.free()
+      expect(() => h.locker.semaphore('wide', { limit: 1001 })).toThrow('mongo-locks-native: limit must be a whole number from 1 to 1000, got 1001')
+      expect(() => h.locker.semaphore('wide', { limit: 0 })).toThrow('mongo-locks-native: limit must be a whole number from 1 to 1000, got 0')
+      expect(() => h.locker.readWriteLock('wide', { maxReaders: 1001 })).toThrow('mongo-locks-native: maxReaders must be a whole number from 1 to 1000, got 1001')
+      expect(h.locker.readWriteLock('wide').maxReaders).toBe(64)
+      const reader = await h.locker.readWriteLock('wide', { maxReaders: 1000 }).read()
+      expect(reader).not.toBeNull()
+      await reader.free()
+    })
+
+    it('the documents of permits and read/write sides: { _semaphore, permit }, { _rwlock, writer: true }, { _rwlock, reader }, keys as lock() stores them', async () => {
+      const permit = await h.locker.semaphore(['org', 7], { limit: 3 }).acquire()
+      expect(Object.keys(permit.action)).toEqual(['_semaphore', 'permit'])
+      expect(permit.action).toEqual({ _semaphore: { _key_array: ['org', 7] }, permit: expect.any(Number) })
+      expect(permit.action).toEqual(rules.slotAction('permit', { _key_array: ['org', 7] }, permit.action.permit))
+      const rw = h.locker.readWriteLock('shelf')
+      const reader = await rw.read()
+      expect(Object.keys(reader.action)).toEqual(['_rwlock', 'reader'])
+      expect(reader.action).toEqual(rules.slotAction('reader', 'shelf', reader.action.reader))
+      await reader.free()
+      const writer = await rw.write()
+      expect(Object.keys(writer.action)).toEqual(['_rwlock', 'writer'])
+      expect(writer.action).toEqual({ _rwlock: 'shelf', writer: true })
+      expect(writer.action).toEqual(rules.slotAction('writer', 'shelf'))
+      await writer.free()
+      await permit.free()
+    })
+
+    it('histogram bounds and the index names ready resolves to', async () => {
+      const snap = h.locker.metricsSnapshot()
+      for (const name of ['acquireSeconds', 'waitSeconds', 'refreshSeconds']) {
+        expect(snap[name].bounds).toEqual([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+      }
+      expect(snap.holdSeconds.bounds).toEqual([0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600])
+      expect(await h.locker.ready).toEqual(['action_1', 'expiresAt_1'])
+    })
+  })
+
+})
+
+// The Rust core checks the permit limit itself, beneath primitives.js: the
+// same bound and message as lib/rules.js, which primitives.js and the test
+// locker read.
+describe('LockManager on the test server: the Rust permit limit is rules.js\'s', () => {
+  let ctx, locker
+  beforeEach(async () => {
+    ctx = await freshCollection('conformance-limit')
+    locker = new lib.LockManager(ctx.collection, { logger: false, ...OPTIONS })
+  })
+  afterEach(async () => {
+    await locker.close()
+    await ctx.close()
+  })
+
+  it('acquirePermit and acquireRw take MAX_SLOTS and refuse one more with the same message', async () => {
+    const permit = await locker.acquirePermit('raw', rules.MAX_SLOTS)
+    expect(permit).not.toBeNull()
+    await permit.free()
+    await expect(locker.acquirePermit('raw', rules.MAX_SLOTS + 1)).rejects.toThrow(rules.messages.count('limit', rules.MAX_SLOTS + 1))
+    await expect(locker.acquireRw('raw', rules.MAX_SLOTS + 1, false)).rejects.toThrow(rules.messages.count('maxReaders', rules.MAX_SLOTS + 1))
+    const reader = await locker.acquireRw('raw-rw', rules.MAX_SLOTS, false)
+    expect(reader).not.toBeNull()
+    await reader.free()
   })
 })

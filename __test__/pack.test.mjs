@@ -23,7 +23,6 @@ function npm(args, cwd) {
 const EXPECTED_FILES = [
   'LICENSE',
   'README.md',
-  'aws-credentials.js',
   'bin/cli/args.js',
   'bin/cli/connection.js',
   'bin/cli/errors.js',
@@ -37,19 +36,24 @@ const EXPECTED_FILES = [
   'bin/cli/watch.js',
   'bin/mongo-locks-native.js',
   'binding.js',
-  'client-settings.js',
-  'errors.js',
-  'hapi.d.ts',
-  'hapi.js',
   'index.d.ts',
   'index.js',
-  'metrics.js',
-  'native-loader.js',
+  'lib/app-mongodb.js',
+  'lib/aws-credentials.js',
+  'lib/client-settings.js',
+  'lib/errors.js',
+  'lib/hapi.d.ts',
+  'lib/hapi.js',
+  'lib/keys.js',
+  'lib/manager.js',
+  'lib/metrics.js',
+  'lib/native-loader.js',
+  'lib/primitives.js',
+  'lib/rules.js',
+  'lib/testing.d.ts',
+  'lib/testing.js',
+  'lib/with-lock.js',
   'package.json',
-  'primitives.js',
-  'testing.d.ts',
-  'testing.js',
-  'with-lock.js',
 ]
 // The platform package of this machine: the addon and nothing else.
 const PLATFORM = 'linux-x64-gnu'
@@ -60,9 +64,11 @@ const NAMES = ['LockManager', 'Lock', 'MongoLocksError', 'acquireLock', 'require
 const CJS_CHECK = `
 const m = require('mongo-locks-native')
 const { plugin } = require('mongo-locks-native/hapi')
+const testing = require('mongo-locks-native/testing')
 const pkg = require('mongo-locks-native/package.json')
 console.log(JSON.stringify({
   path: require.resolve('mongo-locks-native'),
+  testing: [typeof testing.createTestLocker, testing.LockLostError === m.LockLostError],
   exports: ${JSON.stringify(NAMES)}.map((n) => typeof m[n]),
   plugin: [plugin.name, plugin.version === pkg.version, typeof plugin.register],
   binary: process.report.getReport().sharedObjects.filter((f) => f.endsWith('.node')),
@@ -72,8 +78,10 @@ const ESM_CHECK = `
 import { ${NAMES.join(', ')} } from 'mongo-locks-native'
 import lib from 'mongo-locks-native'
 import { plugin } from 'mongo-locks-native/hapi'
+import { createTestLocker } from 'mongo-locks-native/testing'
 console.log(JSON.stringify({
   path: import.meta.resolve('mongo-locks-native'),
+  testing: typeof createTestLocker,
   exports: [${NAMES.join(', ')}].map((v) => typeof v),
   sameAsRequire: lib.LockManager === LockManager,
   plugin: plugin.name,
@@ -102,6 +110,13 @@ export async function use(locker: LockManager): Promise<boolean> {
   await using lock: Lock | null = await locker.lock('k')
   return lock?.locked ?? false
 }
+`
+// A TypeScript user of the test locker's entry, under nodenext (package.json
+// "exports") and under node10 resolution (which reads "typesVersions").
+const TS_TESTING_CHECK = `
+import { createTestLocker, type TestLocker } from 'mongo-locks-native/testing'
+export const locker: TestLocker = createTestLocker({ ttlMs: 6000 })
+export const held: readonly unknown[] = locker.heldKeys
 `
 const TS_CONFIG = {
   compilerOptions: {
@@ -137,6 +152,11 @@ describe('npm package', () => {
     writeFileSync(path.join(project, 'lock.cjs'), LOCK_CHECK)
     writeFileSync(path.join(project, 'use.ts'), TS_CHECK)
     writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify(TS_CONFIG))
+    writeFileSync(path.join(project, 'testing.ts'), TS_TESTING_CHECK)
+    for (const [name, resolution] of [['nodenext', { module: 'nodenext' }], ['node10', { module: 'commonjs', moduleResolution: 'node10' }]]) {
+      const options = { ...TS_CONFIG.compilerOptions, ...resolution }
+      writeFileSync(path.join(project, `tsconfig.testing-${name}.json`), JSON.stringify({ ...TS_CONFIG, compilerOptions: options, files: ['testing.ts'] }))
+    }
   }, 120_000)
 
   afterAll(() => {
@@ -167,6 +187,7 @@ describe('npm package', () => {
       expect(seen.path).toBe(path.join(project, 'node_modules', 'mongo-locks-native', 'index.js'))
       expect(seen.exports).toEqual(NAMES.map(() => 'function'))
       expect(seen.plugin).toEqual(['mongo-locks-native', true, 'function'])
+      expect(seen.testing).toEqual(['function', true])
       // The addon comes from the platform package npm installed beside it.
       expect(seen.binary).toEqual([path.join(project, 'node_modules', `mongo-locks-native-${PLATFORM}`, BINARY)])
     })
@@ -176,12 +197,18 @@ describe('npm package', () => {
       expect(run.code, run.stderr).toBe(0)
       const seen = JSON.parse(run.stdout)
       expect(seen.path).toContain('/app/node_modules/mongo-locks-native/index.js')
-      expect(seen).toMatchObject({ exports: NAMES.map(() => 'function'), sameAsRequire: true, plugin: 'mongo-locks-native' })
+      expect(seen).toMatchObject({ exports: NAMES.map(() => 'function'), sameAsRequire: true, plugin: 'mongo-locks-native', testing: 'function' })
     })
   }
 
   it('ships main-entry types that compile for a TypeScript user on their own', () => {
     const run = spawnSync(path.join(root, 'node_modules', '.bin', 'tsc'), ['-p', project], { cwd: project, encoding: 'utf8' })
+    expect(`${run.stdout}${run.stderr}`).toBe('')
+    expect(run.status).toBe(0)
+  })
+
+  it.each(['nodenext', 'node10'])('ships the test locker\'s types at mongo-locks-native/testing (%s resolution)', (name) => {
+    const run = spawnSync(path.join(root, 'node_modules', '.bin', 'tsc'), ['-p', path.join(project, `tsconfig.testing-${name}.json`)], { cwd: project, encoding: 'utf8' })
     expect(`${run.stdout}${run.stderr}`).toBe('')
     expect(run.status).toBe(0)
   })

@@ -103,12 +103,12 @@ describe('platform packages (npm/)', () => {
     }
     const files = packedFiles()
     expect(files.filter((f) => f.endsWith('.node'))).toEqual([])
-    expect(files).toEqual(expect.arrayContaining(['binding.js', 'native-loader.js', 'index.js']))
+    expect(files).toEqual(expect.arrayContaining(['binding.js', 'lib/native-loader.js', 'index.js']))
   })
 
-  it('index.js loads the addon through native-loader.js (the clear error when no binary matches)', () => {
-    const source = readFileSync(path.join(root, 'index.js'), 'utf8')
-    expect(/require\(['"]\.\/native-loader\.js['"]\)/.test(source), "index.js must require('./native-loader.js'), not './binding.js'").toBe(true)
+  it('lib/manager.js loads the addon through native-loader.js (the clear error when no binary matches)', () => {
+    const source = readFileSync(path.join(root, 'lib', 'manager.js'), 'utf8')
+    expect(/require\(['"]\.\/native-loader\.js['"]\)/.test(source), "lib/manager.js must require('./native-loader.js'), not '../binding.js'").toBe(true)
   })
 })
 
@@ -208,7 +208,7 @@ describe.runIf(ready)('when no binary matches: the loader says what it saw, look
   let tmp, app
   const CHECK = `
 try {
-  require(require('node:path').join(__dirname, 'node_modules', ${JSON.stringify(pkg.name)}, 'native-loader.js'))
+  require(require('node:path').join(__dirname, 'node_modules', ${JSON.stringify(pkg.name)}, 'lib', 'native-loader.js'))
   console.log(JSON.stringify({ loaded: true }))
 } catch (e) {
   console.log(JSON.stringify({ code: e.code, message: e.message, lookedFor: e.lookedFor, detected: e.detected, cause: e.cause && e.cause.message }))

@@ -152,7 +152,8 @@ describe.runIf(ready)('install from a registry, as a user does', () => {
     }
     const main = readdirSync(path.join(installed.glibc.app, 'node_modules', pkg.name)).sort()
     expect(main.filter((f) => f.endsWith('.node'))).toEqual([])
-    expect(main).toEqual(expect.arrayContaining(['binding.js', 'native-loader.js', 'index.js', 'index.d.ts', 'hapi.js', 'package.json']))
+    expect(main).toEqual(expect.arrayContaining(['binding.js', 'lib', 'index.js', 'index.d.ts', 'package.json']))
+    expect(readdirSync(path.join(installed.glibc.app, 'node_modules', pkg.name, 'lib'))).toEqual(expect.arrayContaining(['native-loader.js', 'hapi.js', 'hapi.d.ts', 'rules.js', 'testing.js']))
   })
 
   it('installs with no Rust and no Go on the PATH, outside the repository', () => {

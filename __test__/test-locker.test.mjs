@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 
 const require = createRequire(import.meta.url)
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const { createTestLocker, LockLostError, MongoLocksError } = require('../testing.js')
+const { createTestLocker, LockLostError, MongoLocksError } = require('../lib/testing.js')
 
 describe('the test locker on fake timers', () => {
   afterEach(() => { vi.useRealTimers() })
@@ -178,7 +178,7 @@ describe('the test locker', () => {
   })
 
   it('uses the same error classes as the main entry', () => {
-    const errors = require('../errors.js')
+    const errors = require('../lib/errors.js')
     expect(LockLostError).toBe(errors.LockLostError)
     expect(MongoLocksError).toBe(errors.MongoLocksError)
   })
@@ -197,13 +197,13 @@ describe('the packed package with no binary', () => {
   }, 120_000)
   afterAll(() => { if (tmp) rmSync(tmp, { recursive: true, force: true }) })
 
-  it('has no .node binary, and testing.js locks and frees there while index.js says it has no binary', () => {
+  it('has no .node binary, and lib/testing.js locks and frees there while index.js says it has no binary', () => {
     const files = readdirSync(dir, { recursive: true })
     expect(files.filter((f) => f.endsWith('.node'))).toEqual([])
     const script = path.join(tmp, 'check.cjs')
     writeFileSync(script, `
       const out = {}
-      const { createTestLocker } = require(${JSON.stringify(path.join(dir, 'testing.js'))})
+      const { createTestLocker } = require(${JSON.stringify(path.join(dir, 'lib', 'testing.js'))})
       ;(async () => {
         const locker = createTestLocker()
         const lock = await locker.lock('k')

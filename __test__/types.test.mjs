@@ -1,4 +1,4 @@
-// The published declarations (index.d.ts, hapi.d.ts) as a TypeScript user
+// The published declarations (index.d.ts, lib/hapi.d.ts) as a TypeScript user
 // meets them: __test__/types/usage.ts must compile, and each misuse in
 // __test__/types/must-fail.ts must fail with the error code marked on its line.
 import { describe, it, expect } from 'vitest'

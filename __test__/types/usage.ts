@@ -24,7 +24,7 @@ type Exactly<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends 
 function expectType<T extends true>(): void {}
 
 // What a backend writes in its own typings when it wires the locker by hand;
-// it must agree with the augmentation hapi.d.ts ships.
+// it must agree with the augmentation lib/hapi.d.ts ships.
 declare module '@hapi/hapi' {
   interface Server {
     locker: LockManager

@@ -13,13 +13,13 @@
 // K stored as lock() stores a key (arrays wrapped).
 
 const { usageError } = require('./errors')
+// The slot documents' shapes and the largest count of permits or readers
+// (src/semaphore.rs MAX_LIMIT): the library's own rules.
+const { MAX_SLOTS, SLOTS, wrapArray } = require('../../lib/rules.js')
 
 const JSON_PREFIX = 'json:'
 const STR_PREFIX = 'str:'
 const PREFIXED = /^(json|str):/
-
-/** The largest count of permits or readers (src/semaphore.rs MAX_LIMIT). */
-const MAX_SLOTS = 1000
 
 function jsonText(value) {
   try {
@@ -68,19 +68,17 @@ function parseKey(text, what) {
   return text
 }
 
-const wrapArray = (key) => (Array.isArray(key) ? { _key_array: key } : key)
-
 const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
 const isIndex = (n) => Number.isInteger(n) && n >= 0 && n < MAX_SLOTS
 
 /** The fields of each slot document's action, in the order the library writes them. */
 const SLOT_SHAPES = [
-  { kind: 'semaphore', tag: '_semaphore', field: 'permit', valid: isIndex },
+  { ...SLOTS.permit, valid: isIndex },
   // A waiter's place in the semaphore's queue (it has waited a while; the
   // others leave it a free permit).
-  { kind: 'semaphore', tag: '_semaphore', field: 'queue', valid: isIndex },
-  { kind: 'rwlock', tag: '_rwlock', field: 'writer', valid: (v) => v === true },
-  { kind: 'rwlock', tag: '_rwlock', field: 'reader', valid: isIndex },
+  { ...SLOTS.queue, valid: isIndex },
+  { ...SLOTS.writer, valid: (v) => v === true },
+  { ...SLOTS.reader, valid: isIndex },
 ]
 
 function slotShape(action) {

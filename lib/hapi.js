@@ -4,12 +4,13 @@
 // `mongo-locks` by hand, logging through the server's logger, closed (its
 // held locks freed) when the server stops.
 
-const { name, version } = require('./package.json')
-
-// Required on first registration, not at load time: index.js re-exports this
-// plugin, and a top-level require here would let either module see the other
-// half-initialised, whichever is loaded first.
-const library = () => require('./index.js')
+const { name, version } = require('../package.json')
+// The manager itself, not the package entry (../index.js, which re-exports
+// this plugin): no circle. Required on first registration, as before, so
+// that loading the plugin does not load the native addon.
+const managerModule = () => require('./manager.js')
+const { ScheduledJob, Election } = require('./primitives.js')
+const { CONTENT_TYPE: METRICS_CONTENT_TYPE } = require('./metrics.js')
 
 /** Plugin options passed straight to the LockManager (it checks their values). */
 const LOCKER_OPTIONS = ['ttlMs', 'refreshMs', 'serverSelectionTimeoutMs', 'operationTimeoutMs', 'writeConcern']
@@ -138,7 +139,7 @@ function serverLogger(server) {
 
 async function register(server, options) {
   const settings = readOptions(options)
-  const { LockManager } = library()
+  const { LockManager } = managerModule()
   const logger = serverLogger(server)
   // The CAs @defra/hapi-secure-context added to every secure context (it
   // decorates the server with them), trusted by the manager's client too.
@@ -158,7 +159,6 @@ async function register(server, options) {
 
   try {
     // Made (and checked) before anything is decorated; started with the server.
-    const { ScheduledJob, Election } = library()
     // A failed job or campaign step, logged under its kind and name.
     const logFailure = (kind, name) => (err) => logger.error({ [kind]: name, err: { message: err && err.message } }, `${kind} ${name} failed`)
     const jobs = Object.fromEntries(settings.jobs.map(({ name: jobName, schedule, run }) =>
@@ -186,7 +186,6 @@ async function register(server, options) {
     // onPostStop is awaited by server.stop(); the 'stop' event is not.
     server.ext('onPostStop', () => locker.close())
     if (settings.metricsPath) {
-      const { METRICS_CONTENT_TYPE } = library()
       server.route({
         method: 'GET',
         path: settings.metricsPath,

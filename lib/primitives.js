@@ -8,15 +8,13 @@
 
 const { setTimeout: sleep } = require('node:timers/promises')
 
-/** The most permits (and readers) one key can have: each attempt reads them all. */
-const MAX_LIMIT = 1000
+// The most permits (and readers) one key can have, and its message: rules.js.
+const { MAX_SLOTS, DEFAULT_MAX_READERS, messages } = require('./rules.js')
 
 function checkCount(name, value, fallback) {
   if (value === undefined && fallback !== undefined) return fallback
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_LIMIT) {
-    throw new TypeError(
-      `mongo-locks-native: ${name} must be a whole number from 1 to ${MAX_LIMIT}, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`,
-    )
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_SLOTS) {
+    throw new TypeError(messages.count(name, value))
   }
   return value
 }
@@ -61,7 +59,7 @@ class ReadWriteLock {
     const { maxReaders } = checkOptions(options, ['maxReaders'], `readWriteLock(${String(key)})`)
     this.#acquire = acquire
     this.key = key
-    this.maxReaders = checkCount('maxReaders', maxReaders, 64)
+    this.maxReaders = checkCount('maxReaders', maxReaders, DEFAULT_MAX_READERS)
   }
 
   /** A read lock (shared with other readers), or `null` after `options.waitMs`. */
@@ -312,4 +310,4 @@ class ScheduledJob {
   }
 }
 
-module.exports = { Semaphore, ReadWriteLock, Election, ScheduledJob, MAX_LIMIT }
+module.exports = { Semaphore, ReadWriteLock, Election, ScheduledJob }

@@ -1,7 +1,7 @@
 'use strict'
 // The package's error classes, in plain JavaScript so that a module that must
 // load without the native addon (testing.js) throws the very same classes as
-// index.js: `err instanceof LockLostError` holds whichever locker made `err`.
+// the real manager (manager.js): `err instanceof LockLostError` holds whichever locker made `err`.
 
 /** A server or driver failure; `code` is the server's error code where there is one. */
 class MongoLocksError extends Error {

@@ -9,7 +9,7 @@
 
 const fs = require('node:fs')
 const path = require('node:path')
-const pkg = require('./package.json')
+const pkg = require('../package.json')
 
 const BINARY_NAME = (pkg.napi && pkg.napi.binaryName) || pkg.name
 /** A Rust target triple as napi-rs names its platform: 'aarch64-unknown-linux-musl' → 'linux-arm64-musl'. */
@@ -72,7 +72,8 @@ function candidates(libc) {
 /** What is installed under a platform package's name, as seen from here. */
 function lookUp(abi) {
   const name = `${pkg.name}-${abi}`
-  const file = path.join(__dirname, `${BINARY_NAME}.${abi}.node`)
+  // binding.js and a checkout's .node files are at the package root.
+  const file = path.join(__dirname, '..', `${BINARY_NAME}.${abi}.node`)
   let installed = null
   try {
     const manifest = require.resolve(`${name}/package.json`)
@@ -189,7 +190,7 @@ function bindingError(original) {
 
 let binding
 try {
-  binding = require('./binding.js')
+  binding = require('../binding.js')
 } catch (error) {
   const message = String(error && error.message)
   if (!message.startsWith('Cannot find native binding') && !message.startsWith('Failed to load native binding')) throw error

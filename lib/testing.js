@@ -6,7 +6,8 @@
 // plus what `advance(ms)` added, with timers from the global `setTimeout`, so
 // vitest's or Jest's fake timers drive it too. No MongoDB and no native
 // addon: this file must load where the addon cannot, so it requires neither
-// index.js nor binding.js nor native-loader.js.
+// ../index.js nor manager.js nor ../binding.js nor native-loader.js
+// (__test__/modules.test.mjs checks that none of its requires reaches them).
 //
 // Locks are kept as the real manager keeps its documents: one record per
 // stored key (`action`), semaphore permits and read/write sides as records
@@ -19,146 +20,16 @@ const { MongoLocksError, LockLostError } = require('./errors.js')
 const metrics = require('./metrics.js')
 const { withLock } = require('./with-lock.js')
 const { Semaphore, ReadWriteLock, Election, ScheduledJob } = require('./primitives.js')
+const { appMongodb } = require('./app-mongodb.js')
+const { actionOf, shown, bsonDisplay, keyText } = require('./keys.js')
+const {
+  PREFIX, DEFAULT_TTL_MS, defaultRefreshMs, MAX_MS, LOCK_OPTIONS, INDEX_NAMES, LATENCY_BOUNDS, HOLD_BOUNDS, LOSS,
+  describe, quote, messages, SLOTS, slotAction,
+} = require('./rules.js')
 
-const PREFIX = 'mongo-locks-native'
-const DEFAULT_TTL_MS = 60_000
-const DEFAULT_REFRESH_MS = 10_000
-const MAX_MS = 2 ** 31 - 1
-const MAX_KEY_BYTES = 1024
-const MAX_DEPTH = 16
-const LOCK_OPTIONS = ['waitMs', 'signal', 'onLost', 'maxHoldMs', 'fencing', 'minHoldMs']
 const LOCKER_OPTIONS = ['ttlMs', 'refreshMs', 'appName', 'collection']
-const INDEX_NAMES = Object.freeze(['action_1', 'expiresAt_1'])
-const LATENCY_BOUNDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
-const HOLD_BOUNDS = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600]
 
-// ---------------------------------------------------------------- values and keys, as the Rust core reads them
-
-/** A value as error messages show it: `undefined`, `"text"`, `42`, `{"a":1}`, `[function f]`. */
-function describe(value) {
-  let text
-  if (value === undefined) text = 'undefined'
-  else if (value === null) text = 'null'
-  else if (typeof value === 'string') text = JSON.stringify(value)
-  else if (typeof value === 'function') text = value.name ? `[function ${value.name}]` : '[function]'
-  else if (typeof value === 'symbol') text = 'a Symbol'
-  else if (typeof value === 'bigint') text = 'a BigInt'
-  else if (typeof value === 'object') {
-    let json
-    try {
-      json = JSON.stringify(value)
-    } catch {
-      json = undefined
-    }
-    const tag = Object.prototype.toString.call(value)
-    text = typeof json === 'string' && (tag === '[object Object]' || Array.isArray(value)) ? json : safeString(value)
-  } else text = String(value)
-  return [...text].length > 80 ? `${[...text].slice(0, 80).join('')}…` : text
-}
-
-function safeString(value) {
-  try {
-    return String(value)
-  } catch {
-    return '<value>'
-  }
-}
-
-/** A number as Rust prints an f64 in messages. */
-function rustNumber(n) {
-  if (Number.isNaN(n)) return 'NaN'
-  if (n === Infinity) return 'inf'
-  if (n === -Infinity) return '-inf'
-  return String(n)
-}
-
-function isPlainObject(value) {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false
-  const proto = Object.getPrototypeOf(value)
-  return proto === null || proto === Object.prototype
-}
-
-class KeyProblem extends Error {}
-
-function scalar(value) {
-  if (typeof value === 'string') {
-    if (value === '') throw new KeyProblem('the empty string is not a key')
-    return value
-  }
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new KeyProblem(`${rustNumber(value)} is not a finite number`)
-    return value
-  }
-  if (typeof value === 'boolean' || value === null) return value
-  throw new KeyProblem(`a nested ${typeof value === 'object' ? 'value' : typeof value} cannot be stored`)
-}
-
-function convert(value, depth) {
-  if (depth > MAX_DEPTH) throw new KeyProblem(`nested deeper than ${MAX_DEPTH} levels (or cyclic)`)
-  if (value === null || typeof value !== 'object') return scalar(value)
-  if (Array.isArray(value)) return Array.from(value, (item) => convert(item, depth + 1))
-  if (!isPlainObject(value)) throw new KeyProblem(`nested ${describe(value)} is not a plain object`)
-  const out = {}
-  for (const name of Object.keys(value)) {
-    if (name.startsWith('$')) throw new KeyProblem(`field name ${JSON.stringify(name)} starts with '$', which MongoDB reads as an operator`)
-    if (name.includes('\0')) throw new KeyProblem(`field name ${JSON.stringify(name)} contains a NUL character`)
-    if (value[name] === undefined) continue // dropped, as the Node driver drops them
-    out[name] = convert(value[name], depth + 1)
-  }
-  return out
-}
-
-/** The size of `{ action: value }` as BSON, for the key size bound. */
-function bsonSize(value) {
-  const utf8 = (s) => Buffer.byteLength(s, 'utf8')
-  const element = (name, v) => 1 + utf8(name) + 1 + valueSize(v)
-  const valueSize = (v) => {
-    if (typeof v === 'string') return 4 + utf8(v) + 1
-    if (typeof v === 'number') return Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31 && !Object.is(v, -0) ? 4 : 8
-    if (typeof v === 'boolean') return 1
-    if (v === null) return 0
-    const entries = Array.isArray(v) ? v.map((item, i) => [String(i), item]) : Object.entries(v)
-    return 4 + entries.reduce((sum, [k, item]) => sum + element(k, item), 0) + 1
-  }
-  return 4 + element('action', value) + 1
-}
-
-/** The stored `action` of a key (arrays as `{ _key_array: key }`, as mongo-locks stores them); a TypeError on a bad key. */
-function actionOf(key) {
-  const fail = (why) =>
-    new TypeError(`${PREFIX}: invalid lock key ${describe(key)}: ${why}; expected a non-empty string, a finite number, an array or a plain object`)
-  let action
-  try {
-    if (key === undefined || key === null) throw new KeyProblem('a lock needs a key')
-    if (typeof key === 'function') throw new KeyProblem('functions are not keys')
-    if (typeof key === 'symbol') throw new KeyProblem('symbols cannot be stored')
-    if (typeof key === 'string' || typeof key === 'number') action = scalar(key)
-    else if (Array.isArray(key)) action = { _key_array: convert(key, 1) }
-    else if (typeof key === 'object') {
-      if (!isPlainObject(key)) throw new KeyProblem('objects other than plain { … } objects are not accepted')
-      action = convert(key, 1)
-    } else throw new KeyProblem('this type cannot be stored as a key')
-    if (typeof action === 'string' && action.includes('\0')) throw new KeyProblem('a key string cannot contain a NUL character')
-    const size = bsonSize(action)
-    if (size > MAX_KEY_BYTES) throw new KeyProblem(`it takes ${size} bytes as BSON, over the ${MAX_KEY_BYTES}-byte bound`)
-  } catch (err) {
-    if (err instanceof KeyProblem) throw fail(err.message)
-    throw err
-  }
-  return action
-}
-
-/** A stored value as BSON's display shows it (`"a"`, `42`, `{ "a": 1 }`): the identity of a key, and its form in messages. */
-function shown(value) {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (value === null || typeof value !== 'object') return String(value)
-  if (Array.isArray(value)) return `[${value.map(shown).join(', ')}]`
-  const entries = Object.entries(value)
-  return entries.length === 0 ? '{}' : `{ ${entries.map(([k, v]) => `${JSON.stringify(k)}: ${shown(v)}`).join(', ')} }`
-}
-
-/** A key as people read it: a string key as is, anything else in its stored form. */
-const keyText = (action) => (typeof action === 'string' ? action : shown(action))
+// ---------------------------------------------------------------- keys
 
 /** A copy of a stored value (so that a caller changing `lock.action` changes nothing here). */
 const copy = (value) => (value !== null && typeof value === 'object' ? JSON.parse(JSON.stringify(value)) : value)
@@ -167,14 +38,14 @@ const copy = (value) => (value !== null && typeof value === 'object' ? JSON.pars
 
 function optionsObject(value) {
   if (value === undefined || value === null) return {}
-  if (typeof value !== 'object' || Array.isArray(value)) throw new TypeError(`${PREFIX}: options must be an object, got ${describe(value)}`)
+  if (typeof value !== 'object' || Array.isArray(value)) throw new TypeError(messages.optionsNotObject(value))
   return value
 }
 
 function msOption(name, value, min) {
   if (typeof value === 'number' && value === 0 && min === 0) return 0
   if (typeof value !== 'number' || !Number.isInteger(value) || value < Math.max(min, 1) || value > MAX_MS) {
-    throw new TypeError(`${PREFIX}: options.${name} must be a whole number of milliseconds from ${min} to ${MAX_MS}, got ${describe(value)}`)
+    throw new TypeError(messages.msOption(name, min, value))
   }
   return value
 }
@@ -185,36 +56,31 @@ function lockOptions(value) {
   const out = { waitMs: undefined, signal: undefined, onLost: undefined, maxHoldMs: undefined, fencing: false, minHoldMs: undefined }
   for (const name of Object.keys(o)) {
     if (!LOCK_OPTIONS.includes(name)) {
-      throw new TypeError(`${PREFIX}: unknown lock option ${JSON.stringify(name)}; expected one of ${LOCK_OPTIONS.join(', ')}`)
+      throw new TypeError(messages.unknownOption('lock option', name, LOCK_OPTIONS))
     }
     const item = o[name]
     if (item === undefined) continue
     if (name === 'waitMs') out.waitMs = msOption(name, item, 0)
     else if (name === 'maxHoldMs' || name === 'minHoldMs') out[name] = msOption(name, item, 1)
     else if (name === 'fencing') {
-      if (typeof item !== 'boolean') throw new TypeError(`${PREFIX}: options.fencing must be true or false, got ${describe(item)}`)
+      if (typeof item !== 'boolean') throw new TypeError(messages.fencingNotBoolean(item))
       out.fencing = item
     } else if (name === 'onLost') {
-      if (typeof item !== 'function') throw new TypeError(`${PREFIX}: options.onLost must be a function, got ${describe(item)}`)
+      if (typeof item !== 'function') throw new TypeError(messages.onLostNotFunction(item))
       out.onLost = item
     } else if (name === 'signal') {
       const ok = item !== null && typeof item === 'object' && typeof item.aborted === 'boolean' &&
         typeof item.addEventListener === 'function' && typeof item.removeEventListener === 'function'
-      if (!ok) throw new TypeError(`${PREFIX}: options.signal must be an AbortSignal, got ${describe(item)}`)
+      if (!ok) throw new TypeError(messages.signalNotSignal(item))
       out.signal = item
     }
   }
   return out
 }
 
-function count(name, n) {
-  if (typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 1000) return n
-  throw new TypeError(`${PREFIX}: ${name} must be a whole number from 1 to 1000, got ${rustNumber(Number(n))}`)
-}
-
 function shared(what, options) {
   if (options.fencing) {
-    throw new TypeError(`${PREFIX}: options.fencing is for exclusive locks (lock(), write()); ${what} is shared, so tokens would not order its holders`)
+    throw new TypeError(messages.fencingShared(what))
   }
 }
 
@@ -223,14 +89,15 @@ function lockerOptions(value) {
   if (typeof value !== 'object' || Array.isArray(value)) throw new TypeError(`${PREFIX}/testing: createTestLocker(options) needs an object, got ${describe(value)}`)
   for (const name of Object.keys(value)) {
     if (!LOCKER_OPTIONS.includes(name)) {
-      throw new TypeError(`${PREFIX}/testing: unknown option ${JSON.stringify(name)}; expected one of ${LOCKER_OPTIONS.join(', ')}`)
+      throw new TypeError(`${PREFIX}/testing: unknown option ${quote(name)}; expected one of ${LOCKER_OPTIONS.join(', ')}`)
     }
   }
   const out = { ...value }
   if (out.ttlMs !== undefined) msOption('ttlMs', out.ttlMs, 1)
   if (out.refreshMs !== undefined) msOption('refreshMs', out.refreshMs, 1)
-  if (out.appName !== undefined && typeof out.appName !== 'string') {
-    throw new TypeError(`${PREFIX}: options.appName must be a string, got ${describe(out.appName)}`)
+  // As the real manager: an empty name would leave the locks' holder.app blank.
+  if (out.appName !== undefined && (typeof out.appName !== 'string' || out.appName === '')) {
+    throw new TypeError(messages.stringOption('appName', out.appName))
   }
   return out
 }
@@ -266,8 +133,6 @@ class Histogram {
   }
 }
 
-const LOST_GONE = 'its document is gone (deleted, or taken over after it expired)'
-const LOST_EXPIRED = 'its expiry passed without a successful refresh'
 
 // ---------------------------------------------------------------- locks
 
@@ -370,18 +235,6 @@ class TestLock {
   }
 }
 
-let mongodb
-function appMongodb(needed) {
-  if (mongodb === undefined) {
-    try {
-      mongodb = require('mongodb')
-    } catch (cause) {
-      throw new Error(`${PREFIX}: ${needed} needs the \`mongodb\` package (a peer dependency): npm install mongodb`, { cause })
-    }
-  }
-  return mongodb
-}
-
 // ---------------------------------------------------------------- the locker
 
 /**
@@ -412,10 +265,8 @@ class TestLocker {
   constructor(options) {
     const o = lockerOptions(options)
     this.#ttlMs = o.ttlMs ?? DEFAULT_TTL_MS
-    this.#refreshMs = o.refreshMs ?? (o.ttlMs === undefined ? DEFAULT_REFRESH_MS : Math.min(Math.max(1, Math.floor(this.#ttlMs / 6)), DEFAULT_REFRESH_MS))
-    if (this.#refreshMs >= this.#ttlMs) {
-      throw new TypeError(`${PREFIX}: options.refreshMs (${this.#refreshMs}) must be less than options.ttlMs (${this.#ttlMs}), so that a held lock is refreshed before it expires`)
-    }
+    this.#refreshMs = o.refreshMs ?? defaultRefreshMs(o.ttlMs)
+    if (this.#refreshMs >= this.#ttlMs) throw new TypeError(messages.refreshNotBelowTtl(this.#refreshMs, this.#ttlMs))
     this.#holder = Object.freeze({ host: os.hostname(), pid: process.pid, app: o.appName ?? 'test', manager: newId() })
     /** The `collection` option (the test locker stores nothing in it). */
     this.collection = o.collection
@@ -513,7 +364,7 @@ class TestLocker {
     if (this.#expiresAt(record) > this.now()) return
     record.expired = true
     this.#record('expired', record)
-    if (record.lock && record.lock !== 'staged') this.#lose(record.lock, LOST_EXPIRED, false)
+    if (record.lock && record.lock !== 'staged') this.#lose(record.lock, LOSS.expired, false)
     this.#wake()
   }
 
@@ -594,7 +445,7 @@ class TestLocker {
   #lose(state, why, recordIt = true) {
     if (state.status !== 'held') return
     state.status = 'lost'
-    state.lostError = new LockLostError(`${PREFIX}: lost the lock on ${JSON.stringify(keyText(state.record.action))}: ${why}`)
+    state.lostError = new LockLostError(messages.lost(keyText(state.record.action), why))
     this.#stats.lost++
     this.#hist.hold.observe(this.now() - state.acquiredAt)
     if (recordIt) this.#record('lost', state.record)
@@ -724,7 +575,7 @@ class TestLocker {
   }
 
   #closedError() {
-    const err = new MongoLocksError(`${PREFIX}: this LockManager is closed`)
+    const err = new MongoLocksError(messages.closed)
     err.closed = true
     return err
   }
@@ -760,13 +611,13 @@ class TestLocker {
   lockAll(keys, options) {
     return this.#call(() => {
       if (!Array.isArray(keys) || keys.length === 0) {
-        throw new TypeError(`${PREFIX}: lockAll(keys) needs a non-empty array of keys, got ${describe(keys)}`)
+        throw new TypeError(messages.lockAllKeys(keys))
       }
       const order = keys.map((key, i) => ({ i, key, action: actionOf(key) })).map((e) => ({ ...e, shown: shown(e.action) }))
       order.sort((a, b) => (a.shown < b.shown ? -1 : a.shown > b.shown ? 1 : 0))
       for (let j = 1; j < order.length; j++) {
         if (order[j].shown === order[j - 1].shown) {
-          throw new TypeError(`${PREFIX}: lockAll(keys) got the key ${order[j].shown} twice; each key can be locked once`)
+          throw new TypeError(messages.lockAllTwice(bsonDisplay(order[j].action)))
         }
       }
       const o = lockOptions(options)
@@ -799,13 +650,12 @@ class TestLocker {
   #acquirePermit(key, limit, options) {
     return this.#call(() => {
       const action = actionOf(key)
-      count('limit', limit)
       const o = lockOptions(options)
       shared('a semaphore permit', o)
-      o.key = { _semaphore: copy(action) }
+      o.key = { [SLOTS.permit.tag]: copy(action) }
       return this.#acquire(o, (startedAt) => {
         for (let permit = 0; permit < limit; permit++) {
-          const slot = { _semaphore: action, permit }
+          const slot = slotAction('permit', action, permit)
           const record = this.#take(slot, slot, o)
           if (record) return this.#handOut(record, o, startedAt)
         }
@@ -818,20 +668,19 @@ class TestLocker {
   #acquireRw(key, maxReaders, write, options) {
     return this.#call(() => {
       const action = actionOf(key)
-      count('maxReaders', maxReaders)
       const o = lockOptions(options)
-      const writerAction = { _rwlock: action, writer: true }
+      const writerAction = slotAction('writer', action)
       const readersLive = () => {
-        for (let i = 0; i < maxReaders; i++) if (this.#live(shown({ _rwlock: action, reader: i }))) return true
+        for (let i = 0; i < maxReaders; i++) if (this.#live(shown(slotAction('reader', action, i)))) return true
         return false
       }
       if (!write) {
         shared('a read lock', o)
-        o.key = { _rwlock: copy(action) }
+        o.key = { [SLOTS.reader.tag]: copy(action) }
         return this.#acquire(o, (startedAt) => {
           if (this.#live(shown(writerAction))) return null // a writer holds or waits: it goes first
           for (let reader = 0; reader < maxReaders; reader++) {
-            const slot = { _rwlock: action, reader }
+            const slot = slotAction('reader', action, reader)
             const record = this.#take(slot, slot, o)
             if (record) return this.#handOut(record, o, startedAt)
           }
@@ -1015,7 +864,7 @@ class TestLocker {
     const record = this.#records.get(shown(actionOf(key)))
     if (record === undefined || record.expired) throw new Error(`${PREFIX}/testing: takeOver(${describe(key)}): nobody holds this key`)
     this.#records.delete(record.shown)
-    if (record.lock && record.lock !== 'staged') this.#lose(record.lock, LOST_GONE)
+    if (record.lock && record.lock !== 'staged') this.#lose(record.lock, LOSS.gone)
     else this.#record('lost', record)
     this.#wake()
   }

@@ -1,6 +1,6 @@
 // Types of `mongo-locks-native/hapi` (hand-written; hapi.js is the plugin).
 import type { NamedPlugin } from '@hapi/hapi'
-import type { Election, ElectionOptions, LockKey, LockManager, LockManagerOptions, MongoCollectionLike, ScheduleOptions, ScheduledJob } from './index.js'
+import type { Election, ElectionOptions, LockKey, LockManager, LockManagerOptions, MongoCollectionLike, ScheduleOptions, ScheduledJob } from '../index.js'
 
 /** The LockManager options the plugin passes through (it supplies `logger` itself). */
 export type MongoLocksPluginLockerOptions = Pick<LockManagerOptions, 'ttlMs' | 'refreshMs' | 'serverSelectionTimeoutMs' | 'operationTimeoutMs' | 'writeConcern'> & {

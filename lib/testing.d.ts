@@ -1,8 +1,8 @@
 /* mongo-locks-native/testing: a locker for tests, held in memory, with the
  * rules of the real LockManager. No MongoDB and no native addon needed. */
 import type { Collection } from 'mongodb'
-import type { LockKey, LockManager, LockModel } from './index.js'
-export { MongoLocksError, LockLostError } from './index.js'
+import type { LockKey, LockManager, LockModel } from '../index.js'
+export { MongoLocksError, LockLostError } from '../index.js'
 
 /** Options of `createTestLocker(options)`. Unknown names are refused. */
 export interface TestLockerOptions {
@@ -10,7 +10,7 @@ export interface TestLockerOptions {
   ttlMs?: number
   /** How often held locks count as refreshed, in ms (default 10000, or ttlMs / 6 when ttlMs is set); below ttlMs. */
   refreshMs?: number
-  /** `holder.app` of the locks (default `'test'`). */
+  /** `holder.app` of the locks (default `'test'`): a non-empty string (`''` is refused, as by the real manager). */
   appName?: string
   /** What `locker.collection` and `lock.collection` read back; nothing is stored in it. */
   collection?: Collection<LockModel>

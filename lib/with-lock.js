@@ -1,6 +1,6 @@
 'use strict'
 // `locker.withLock(key, fn, options)`, in plain JavaScript: shared by the real
-// manager (index.js) and the test locker (testing.js), which must load
+// manager (manager.js) and the test locker (testing.js), which must load
 // without the native addon.
 
 /**
