@@ -196,6 +196,43 @@ describe('every relative link resolves', () => {
   })
 })
 
+// --- The API reference covers the declarations ---
+
+/** The names a declaration file exports: `export interface X`, `export declare class X`, `export { X } from`… */
+function exportedNames(file) {
+  const text = read(file)
+  const declared = [...text.matchAll(/^export\s+(?:declare\s+)?(?:interface|type|class|const|function|namespace)\s+(\w+)/gm)].map((m) => m[1])
+  const reexported = [...text.matchAll(/^export\s+(?:type\s+)?\{([^}]*)\}\s+from/gm)].flatMap((m) => m[1].split(',').map((n) => n.trim().split(/\s+as\s+/).at(-1)))
+  return [...new Set([...declared, ...reexported].filter(Boolean))]
+}
+
+/** The members of `LockManager` (class and interface of index.d.ts): methods and getters. */
+function lockManagerMembers() {
+  const text = read('index.d.ts')
+  const bodies = [...text.matchAll(/^export\s+(?:declare\s+class|interface)\s+LockManager\s*\{\n([\s\S]*?)^\}/gm)].map((m) => m[1])
+  return [...new Set(bodies.flatMap((body) => [...body.matchAll(/^ {2}(?:readonly\s+|get\s+)?(\w+)\s*[(:<]/gm)].map((m) => m[1])))]
+    .filter((n) => n !== 'constructor')
+}
+
+describe('docs/api.md covers what the declarations export', () => {
+  const reference = ['docs/api.md', 'docs/testing.md', 'docs/primitives.md'].map(read).join('\n')
+  const named = (name) => new RegExp(`\\b${name.replace(/\$/g, '\\$')}\\b`).test(reference)
+
+  it('the readers of the declarations find what they should', () => {
+    expect(exportedNames('testing.d.ts')).toEqual(expect.arrayContaining(['createTestLocker', 'TestLocker', 'TestLockerOptions', 'TestLockerEvent', 'MongoLocksError', 'LockLostError']))
+    expect(lockManagerMembers()).toEqual(expect.arrayContaining(['lock', 'lockAll', 'metricsSnapshot', 'held', 'inspect', 'schedule']))
+  })
+
+  it.each(['index.d.ts', 'hapi.d.ts', 'testing.d.ts'])('every export of %s is named in the docs', (file) => {
+    expect(exportedNames(file).filter((name) => !named(name))).toEqual([])
+  })
+
+  it('every member of LockManager is named in docs/api.md', () => {
+    const api = read('docs/api.md')
+    expect(lockManagerMembers().filter((m) => !new RegExp(`\\b${m}\\b`).test(api))).toEqual([])
+  })
+})
+
 // --- The code blocks of the README and docs/*.md ---
 //
 // The convention, for every ```js block of README.md and docs/*.md:
