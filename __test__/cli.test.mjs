@@ -169,7 +169,7 @@ describe('cli: arguments', () => {
       )
     }
     expect(long.stderr).not.toContain('s3cret')
-    // Every seed refused: no waiting either.
+    // Every host of the seed list (the connection string's hosts) refused: no waiting either.
     expect(twoHosts.code).toBe(1)
     expect(oneErrorLine(twoHosts)).toMatch(new RegExp(`cannot reach the server at 127\\.0\\.0\\.1:${port},127\\.0\\.0\\.1:${port + 1}: .*nothing listens there`))
     // Well short of --timeout 20 (a loaded machine starts node slowly).

@@ -1,14 +1,16 @@
 // What users read stays readable and true: no references to a work tracker
 // ("issue 14", "#12", "target (6a)") in the docs, the types or the messages;
 // the README stays a short front door; every relative link lands on a file
-// (and a heading); the README's JavaScript parses, and its self-contained
-// example runs against the server under test.
+// (and a heading); every JavaScript block of the README and docs/*.md is a
+// complete program that parses and runs as written, or a fragment that says
+// so and parses (the convention is at "The code blocks", below).
 import { describe, it, expect, afterAll } from 'vitest'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { createRequire } from 'node:module'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const read = (rel) => readFileSync(path.join(root, rel), 'utf8')
@@ -194,68 +196,178 @@ describe('every relative link resolves', () => {
   })
 })
 
-// --- The README's code ---
+// --- The API reference covers the declarations ---
 
-/** The ```js blocks of a Markdown file: `{ line, code, run }`, `run` when an HTML comment `<!-- run… -->` precedes it. */
+/** The names a declaration file exports: `export interface X`, `export declare class X`, `export { X } from`… */
+function exportedNames(file) {
+  const text = read(file)
+  const declared = [...text.matchAll(/^export\s+(?:declare\s+)?(?:interface|type|class|const|function|namespace)\s+(\w+)/gm)].map((m) => m[1])
+  const reexported = [...text.matchAll(/^export\s+(?:type\s+)?\{([^}]*)\}\s+from/gm)].flatMap((m) => m[1].split(',').map((n) => n.trim().split(/\s+as\s+/).at(-1)))
+  return [...new Set([...declared, ...reexported].filter(Boolean))]
+}
+
+/** The members of `LockManager` (class and interface of index.d.ts): methods and getters. */
+function lockManagerMembers() {
+  const text = read('index.d.ts')
+  const bodies = [...text.matchAll(/^export\s+(?:declare\s+class|interface)\s+LockManager\s*\{\n([\s\S]*?)^\}/gm)].map((m) => m[1])
+  return [...new Set(bodies.flatMap((body) => [...body.matchAll(/^ {2}(?:readonly\s+|get\s+)?(\w+)\s*[(:<]/gm)].map((m) => m[1])))]
+    .filter((n) => n !== 'constructor')
+}
+
+describe('docs/api.md covers what the declarations export', () => {
+  const reference = ['docs/api.md', 'docs/testing.md', 'docs/primitives.md'].map(read).join('\n')
+  const named = (name) => new RegExp(`\\b${name.replace(/\$/g, '\\$')}\\b`).test(reference)
+
+  it('the readers of the declarations find what they should', () => {
+    expect(exportedNames('lib/testing.d.ts')).toEqual(expect.arrayContaining(['createTestLocker', 'TestLocker', 'TestLockerOptions', 'TestLockerEvent', 'MongoLocksError', 'LockLostError']))
+    expect(lockManagerMembers()).toEqual(expect.arrayContaining(['lock', 'lockAll', 'metricsSnapshot', 'held', 'inspect', 'schedule']))
+  })
+
+  it.each(['index.d.ts', 'lib/hapi.d.ts', 'lib/testing.d.ts'])('every export of %s is named in the docs', (file) => {
+    expect(exportedNames(file).filter((name) => !named(name))).toEqual([])
+  })
+
+  it('every member of LockManager is named in docs/api.md', () => {
+    const api = read('docs/api.md')
+    expect(lockManagerMembers().filter((m) => !new RegExp(`\\b${m}\\b`).test(api))).toEqual([])
+  })
+})
+
+// --- The code blocks of the README and docs/*.md ---
+//
+// The convention, for every ```js block of README.md and docs/*.md:
+//
+// - A block whose first line is `// fragment: <where it goes>` is a piece of a
+//   larger program (a route handler, a vitest test…). It is parsed, not run:
+//   the `import` statements at its top stay at module level, the rest becomes
+//   the body of an async function (fragments use `await` and `return`). A
+//   fragment with `require(` is parsed as CommonJS, else as an ES module.
+// - Every other block is a complete program, taken as written: an ES module
+//   (it has `import`/`export` statements; written to a .mjs file) or CommonJS
+//   (no `import`; a .cjs file, so top-level `await` is a syntax error). It
+//   passes `node --check`, and it runs against the server under test
+//   (`MONGO_URL` set, within a timeout, exit code 0), unless an HTML comment
+//   `<!-- not run: <why> -->` right before it says why it cannot run here (a
+//   vitest test file runs under vitest).
+// - An ES module block never calls `require(`; the names a block imports from
+//   `mongo-locks-native` (or `/hapi`, `/testing`) are exports of that entry.
+//
+// The files are written inside this package (under tmp/, which git ignores),
+// so that `mongo-locks-native` resolves to this package by self-reference, as
+// `require`/`import` of the package's users resolve it, and `mongodb` and
+// `@hapi/hapi` from its node_modules.
+
+/**
+ * The ```js blocks of a Markdown file: `{ file, line, code, fragment, notRun, esm }`. `fragment`
+ * is the text after `// fragment:`; `notRun` the reason of a `<!-- not run: … -->` before the fence.
+ */
 function jsBlocks(file) {
   const blocks = []
   const lines = read(file).split('\n')
   for (let i = 0; i < lines.length; i++) {
     if (!/^```(js|javascript|mjs|cjs)\s*$/.test(lines[i])) continue
     const end = lines.findIndex((l, j) => j > i && /^```\s*$/.test(l))
+    const code = lines.slice(i + 1, end).join('\n')
     const before = lines.slice(Math.max(0, i - 2), i).join('\n')
-    blocks.push({ line: i + 1, code: lines.slice(i + 1, end).join('\n'), run: /<!--\s*run\b/.test(before) })
+    blocks.push({
+      file,
+      line: i + 1,
+      code,
+      fragment: /^\/\/ fragment:(.*)/.exec(lines[i + 1])?.[1].trim() ?? null,
+      notRun: /<!--\s*not run:\s*(.*?)\s*-->/.exec(before)?.[1] ?? null,
+      esm: /^\s*(import\s|export\s)/m.test(code),
+    })
     i = end
   }
   return blocks
 }
 
+/** A fragment as a module that parses: its leading imports, then the rest inside an async function. */
+function wrapFragment(code) {
+  const [head] = /^(?:\s*\n|\/\/[^\n]*\n|import\s[^;]*?from\s*'[^']+'[^\n]*\n|import\s*'[^']+'[^\n]*\n)*/.exec(`${code}\n`)
+  return `${head}async function fragment() {\n${code.slice(head.length)}\n}\n`
+}
+
+/** The names an ES module block imports from this package's entries: `[{ spec, names }]`. */
+function packageImports(code) {
+  return [...code.matchAll(/^import\s+\{([^}]*)\}\s+from\s+'(mongo-locks-native(?:\/[\w-]+)?)'/gm)].map(([, list, spec]) => ({
+    spec,
+    names: list.split(',').map((n) => n.trim().split(/\s+as\s+/)[0]).filter(Boolean),
+  }))
+}
+
 /** Node 24 when installed (it parses `await using`), else this Node. */
 const checker = existsSync(node24) ? node24 : process.execPath
 
-describe("the README's JavaScript", () => {
-  const blocks = jsBlocks('README.md')
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'readme-blocks-'))
+describe('the JavaScript of the README and docs/*.md', () => {
+  const blocks = ['README.md', ...filesUnder('docs', '.md')].flatMap(jsBlocks)
+  const complete = blocks.filter((b) => b.fragment === null)
+  const runnable = complete.filter((b) => b.notRun === null)
+  mkdirSync(path.join(root, 'tmp'), { recursive: true })
+  const dir = mkdtempSync(path.join(root, 'tmp', 'docs-blocks-'))
+  const name = (b, suffix) => `${b.file.replace(/[/.]/g, '-')}-${b.line}${suffix}`
+  const where = (b) => `${b.file} line ${b.line}`
 
-  it('has blocks, one of them runnable', () => {
-    expect(blocks.length).toBeGreaterThan(3)
-    expect(blocks.filter((b) => b.run).length).toBeGreaterThanOrEqual(1)
+  it('has blocks of each kind: complete programs that run, and fragments', () => {
+    expect(blocks.length).toBeGreaterThan(15)
+    expect(runnable.length).toBeGreaterThanOrEqual(4)
+    expect(blocks.filter((b) => b.fragment !== null).length).toBeGreaterThanOrEqual(5)
+    // The README's first block is a whole program that runs.
+    expect(blocks[0]).toMatchObject({ file: 'README.md', fragment: null, notRun: null })
   })
 
-  it.each(blocks.map((b) => [b.line, b]))('the block at line %i parses', (line, { code }) => {
-    if (!existsSync(node24) && /\busing\b/.test(code)) return // `await using` needs Node 24's parser
-    // As the body of an async function: snippets use await, and return from a handler.
-    const file = path.join(dir, `block-${line}.mjs`)
-    writeFileSync(file, `async function readmeBlock() {\n${code}\n}\n`)
+  it('the wrapper keeps a fragment\'s imports at module level', () => {
+    expect(wrapFragment("// fragment: x\nimport { a } from 'b'\n\nawait a()")).toBe(
+      "// fragment: x\nimport { a } from 'b'\n\nasync function fragment() {\nawait a()\n}\n")
+    expect(packageImports("import { plugin as p, x } from 'mongo-locks-native/hapi'\nimport fs from 'node:fs'"))
+      .toEqual([{ spec: 'mongo-locks-native/hapi', names: ['plugin', 'x'] }])
+  })
+
+  it.each(blocks.map((b) => [where(b), b]))('%s: says what it is', (_, b) => {
+    if (b.fragment !== null) expect(b.fragment, 'a fragment says where it goes').not.toBe('')
+    if (b.fragment !== null) expect(b.notRun, 'a fragment is never run: no "not run" comment needed').toBeNull()
+    if (b.notRun !== null) expect(b.notRun, 'a block not run says why').not.toBe('')
+    if (b.esm) expect(b.code, 'an ES module does not call require()').not.toMatch(/\brequire\(/)
+  })
+
+  it.each(blocks.map((b) => [where(b), b]))('%s: imports only what the package exports', (_, b) => {
+    const require = createRequire(path.join(root, 'package.json'))
+    for (const { spec, names } of packageImports(b.code)) {
+      const exported = Object.keys(require(spec))
+      expect(names.filter((n) => !exported.includes(n)), `${spec} exports these?`).toEqual([])
+    }
+  })
+
+  it.each(blocks.map((b) => [where(b), b]))('%s: parses as written', (_, b) => {
+    if (!existsSync(node24) && /\busing\b/.test(b.code)) return // `await using` needs Node 24's parser
+    const asModule = b.fragment === null ? b.esm : !/\brequire\(/.test(b.code)
+    const file = path.join(dir, name(b, asModule ? '.mjs' : '.cjs'))
+    writeFileSync(file, b.fragment === null ? `${b.code}\n` : wrapFragment(b.code))
     const checked = spawnSync(checker, ['--check', file], { encoding: 'utf8' })
-    expect(checked.stderr, `README.md line ${line}`).toBe('')
+    expect(checked.stderr, where(b)).toBe('')
     expect(checked.status).toBe(0)
   })
 
-  it.each(blocks.filter((b) => b.run).map((b) => [b.line, b]))('the block at line %i runs against the server under test', async (line, { code }) => {
+  it.each(runnable.map((b) => [where(b), b]))('%s: runs as written against the server under test', async (_, b) => {
     const { mongoUrl } = await import('./support.mjs')
     const { MongoClient } = await import('mongodb')
-    // Where the block writes: `client.db('…').collection('…')`, dropped after unless it was there before.
-    const [, dbName, collName] = /\.db\('([^']+)'\)\.collection\('([^']+)'\)/.exec(code) ?? []
+    // The databases a block writes to (`.db('…')`, `databaseName: '…'`, `database: '…'`),
+    // dropped after unless they were there before.
+    const dbNames = [...b.code.matchAll(/(?:\.db\(|databaseName:\s*|database:\s*)'([^']+)'/g)].map((m) => m[1])
     const client = await MongoClient.connect(mongoUrl())
     try {
-      const existed = dbName ? (await client.db(dbName).listCollections({ name: collName }).toArray()).length > 0 : true
-      // `require` as the package's users have it: 'mongo-locks-native' resolves to this package (self-reference).
-      const file = path.join(dir, `run-${line}.mjs`)
-      writeFileSync(file, [
-        "import { createRequire } from 'node:module'",
-        `const require = createRequire(${JSON.stringify(path.join(root, 'package.json'))})`,
-        code,
-        '',
-      ].join('\n'))
-      const ran = spawnSync(/\busing\b/.test(code) ? checker : process.execPath, [file], {
+      const before = new Set((await client.db().admin().listDatabases({ nameOnly: true })).databases.map((d) => d.name))
+      const file = path.join(dir, name(b, b.esm ? '.run.mjs' : '.run.cjs'))
+      writeFileSync(file, `${b.code}\n`)
+      const ran = spawnSync(/\busing\b/.test(b.code) ? checker : process.execPath, [file], {
         encoding: 'utf8',
+        cwd: dir,
         env: { ...process.env, MONGO_URL: mongoUrl() },
         timeout: 45_000,
       })
-      expect(ran.error, `README.md line ${line}`).toBeUndefined()
-      expect(ran.status, `README.md line ${line}: ${ran.stderr}`).toBe(0)
-      if (!existed) await client.db(dbName).collection(collName).drop().catch(() => {})
+      expect(ran.error, where(b)).toBeUndefined()
+      expect(ran.status, `${where(b)}: ${ran.stderr}`).toBe(0)
+      for (const db of new Set(dbNames)) if (!before.has(db)) await client.db(db).dropDatabase().catch(() => {})
     } finally {
       await client.close()
     }

@@ -3,8 +3,9 @@
 // of the application's mongodb, the stored _id), lock.collection and
 // locker.collection, locker.MongoLocksError, locker.ready, `locked` writable,
 // console logging by default — and subclassing and spying on LockManager
-// keep working. Real server throughout; the only mock is the seed's mocked
-// locker ({ lock: vi.fn() }) handing out a stock-shaped lock.
+// keep working. Real server throughout; the only mock is the mocked locker
+// of the EPR LAPS Backend's locking guide ({ lock: vi.fn() }) handing out a
+// stock-shaped lock.
 import { describe, it, expect, vi } from 'vitest'
 import { spawn } from 'node:child_process'
 import { MongoClient, ObjectId, Collection } from 'mongodb'

@@ -19,7 +19,8 @@ function gate() {
 }
 
 /**
- * The seed's single-resource pattern: lock, or a graceful 409. `hold` keeps
+ * The single-resource pattern of the EPR LAPS Backend's locking guide: lock,
+ * or a graceful 409. `hold` keeps
  * the lock for as long as the test wants.
  */
 function bankDetailsRoute(hold) {
@@ -163,7 +164,8 @@ describe('Hapi plugin option checks at registration', () => {
 
 describe('Hapi plugin with a backend MongoDB plugin (server.db) and its collection', () => {
   let ctx, server
-  // What the seed backends register first: their own client, as server.db.
+  // What backends made from the Defra CDP Node.js backend template register
+  // first: their own client, as server.db.
   const mongoDbPlugin = {
     name: 'mongodb',
     register: (srv, { db }) => {

@@ -1,5 +1,7 @@
-// acquireLock / requireLock: the seed's own tests with a mocked locker (the
-// pattern backend teams use), then with a real LockManager.
+// acquireLock / requireLock: the tests Hapi backends using mongo-locks (such
+// as Defra's EPR LAPS Backend) have for their src/common/helpers/mongo-lock.js,
+// with a mocked locker (the pattern those teams use), then with a real
+// LockManager.
 import { describe, it, expect, vi } from 'vitest'
 import { lib, useLocker } from './support.mjs'
 

@@ -1,4 +1,4 @@
-// The platform's backend template (the Defra CDP Node.js backend template)
+// The Defra CDP Node.js backend template (a Hapi service template)
 // registers @defra/hapi-secure-context, which patches
 // tls.createSecureContext with the TRUSTSTORE_* CAs; older copies also pass
 // `server.secureContext` to MongoClient.connect, the current one does not.

@@ -15,7 +15,8 @@ const locker = new LockManager(client.db('mongo-locks-native-demo').collection(c
 try {
   for (let round = 0; round < Number(rounds); round++) {
     for (const key of keys) {
-      // The seed's retry-with-backoff pattern, until we hold the key.
+      // The retry-with-backoff pattern of the EPR LAPS Backend's locking guide
+      // (its "Pattern 3"), until we hold the key.
       for (let attempt = 0; ; attempt++) {
         const lock = await locker.lock(key)
         if (lock) {

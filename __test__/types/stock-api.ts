@@ -14,7 +14,7 @@ import * as mongoLocks from 'mongo-locks'
 type Exactly<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
 function expectType<T extends true>(): void {}
 
-// --- Wiring, as the mongo-locks README and the seed backends do it ---------
+// --- Wiring, as the mongo-locks README and Hapi backends using it do it ---
 
 const client = new MongoClient('mongodb://localhost:27017')
 export const locker = new LockManager(client.db('app').collection('mongo-locks'))
@@ -46,7 +46,7 @@ export async function lockAnything(server: Server, fromRequest: unknown, maybeId
   await Promise.all(locks.map((lock) => lock?.free()))
 }
 
-// --- The guide's pattern, and the lock's fields ------------------------------
+// --- The EPR LAPS Backend locking guide's pattern, and the lock's fields ---
 
 export async function updateBankDetails(server: Server, organisationId: string, newDetails: object) {
   const lock = await server.locker.lock(`bank-details-${organisationId}`)

@@ -1,4 +1,5 @@
-// The package used the way the seed backends use mongo-locks, type-checked
+// The package used the way Hapi backends (such as Defra's EPR LAPS Backend,
+// made from the Defra CDP Node.js backend template) use mongo-locks, type-checked
 // (never run) by __test__/types.test.mjs. `expectType<Exactly<…>>()` pins a
 // type exactly, so a declaration loosened to `any` fails here too.
 import { server as hapiServer } from '@hapi/hapi'
@@ -69,7 +70,7 @@ export async function registration(mongoUrl: string): Promise<void> {
   expectType<Exactly<typeof server.locker, LockManager>>()
 }
 
-// The guide's traditional pattern, in a route handler.
+// The traditional pattern of the EPR LAPS Backend's locking guide, in a route handler.
 export async function handler(request: Request, h: ResponseToolkit) {
   const lock = await request.locker.lock(`bank-details-${request.params.organisationId}`)
   expectType<Exactly<typeof lock, NativeLock | null>>()
@@ -98,7 +99,8 @@ export async function doStuff(server: { locker: LockManager }) {
   }
 }
 
-// The seed helpers, with a pino logger and with a mocked locker.
+// The acquireLock / requireLock helpers (as backends keep them in
+// src/common/helpers/mongo-lock.js), with a pino logger and with a mocked locker.
 export async function helpers(request: Request) {
   const maybe = await acquireLock(request.locker, `payment-${request.params.id}`, request.logger)
   expectType<Exactly<typeof maybe, NativeLock | null>>()

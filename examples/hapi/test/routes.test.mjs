@@ -1,6 +1,7 @@
 // The routes with the test locker of `mongo-locks-native/testing` in place of
-// the seed's hand mock (`{ lock: vi.fn() }`), wired by hand as the seed's
-// MongoDB plugin did. No database, and the real rules: a held key gives null,
+// the hand mock (`{ lock: vi.fn() }`) that the EPR LAPS Backend's locking
+// guide teaches, wired by hand as the MongoDB plugin of backends made from
+// the Defra CDP Node.js backend template does. No database, and the real rules: a held key gives null,
 // and a lock left held fails the test (afterEach: assertNoneHeld).
 import { describe, it, expect, vi, beforeEach, afterEach } from 'vitest'
 import Hapi from '@hapi/hapi'
@@ -77,7 +78,7 @@ describe('routes with the test locker', () => {
   })
 
   // `await using` calls Symbol.asyncDispose, which the test locker's locks
-  // have, as the real ones do (the seed's `{ free }` mock did not).
+  // have, as the real ones do (the locking guide's `{ free }` mock did not).
   it.runIf(nodeMajor >= 24)('POST reports frees its lock through Symbol.asyncDispose', async () => {
     const server = await serverWith(locker, logger)
     const res = await server.inject({ method: 'POST', url: '/reports/r-1/rebuild' })
@@ -86,7 +87,7 @@ describe('routes with the test locker', () => {
     expect(locker.history.map((e) => [e.type, e.key])).toEqual([['acquired', 'report-r-1'], ['freed', 'report-r-1']])
   })
 
-  // A handler that forgets free(): with the seed's mock this passed (nothing
+  // A handler that forgets free(): with the guide's hand mock this passed (nothing
   // checked), and in production the key stays taken until the instance
   // stops. assertNoneHeld is what catches it.
   it('a handler that forgets free() is caught by assertNoneHeld', async () => {

@@ -1,4 +1,5 @@
-// Stand-in for hapi-pino, which the seed backends register first: it
+// Stand-in for hapi-pino, which backends made from the Defra CDP Node.js
+// backend template register first: it
 // decorates server.logger and request.logger with a pino logger. Same shape
 // here (pino's `logger.info(fields, message)` or `logger.info(message)`),
 // printing JSON lines, so the example needs no extra dependency.
