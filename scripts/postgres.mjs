@@ -43,9 +43,12 @@ export async function startPostgres() {
   run('pg_ctl', ['-D', data, '-o', options, '-l', path.join(dir, 'log'), '-w', 'start'])
   run('createdb', ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'ferretdb'])
   return {
-    // pool_max_conns: FerretDB 1.24 on PostgreSQL stalls when more than about
-    // 50 updates run at once on its default pool.
-    url: `postgres://postgres@127.0.0.1:${port}/ferretdb?pool_max_conns=80`,
+    // pool_max_conns: FerretDB 1.24 on PostgreSQL stalls for good when more
+    // commands run at once than its pool has connections (about 50 by
+    // default). A driver runs up to 100 at once per server (maxPoolSize), and
+    // stock mongo-locks' per-lock refreshes of 10,000 locks get there: give
+    // FerretDB more than that (max_connections above leaves room for it).
+    url: `postgres://postgres@127.0.0.1:${port}/ferretdb?pool_max_conns=150`,
     async stop() {
       try {
         run('pg_ctl', ['-D', data, '-m', 'immediate', 'stop'])
