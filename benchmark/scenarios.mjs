@@ -132,12 +132,15 @@ export async function throughput(lib, { loops, durationMs }) {
   return { metrics: { pairsPerSec: (pairs / (now() - start)) * 1000 }, notes: errors.notes('acquire+free pairs') }
 }
 
-/** The seed's retry-with-backoff pause after a failed attempt. */
+/**
+ * The pause after a failed attempt in the retry-with-backoff loop that
+ * backends using stock mongo-locks write around `lock()` (which cannot wait).
+ */
 const backoffMs = (attempt) => Math.min(2 ** attempt * 5, 100) * (0.5 + Math.random())
 
 /**
  * Waits for `key`: the library's own wait (ours: lock(key, { waitMs })),
- * and, if that gives up with null, the seed's retry-with-backoff loop.
+ * and, if that gives up with null, that retry-with-backoff loop.
  */
 export async function acquireWaiting(lib, key, waitMs, counts) {
   const lock = await lib.lockWaiting(key, waitMs)

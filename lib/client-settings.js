@@ -87,7 +87,8 @@ function nodeDefaultCAs() {
  * certificates in every case.
  *
  * A client `secureContext` (what @defra/hapi-secure-context decorates the
- * server with, and the platform's backend template passes to MongoClient)
+ * server with, and older copies of the Defra CDP Node.js backend template
+ * pass to MongoClient)
  * cannot be read: Node has no way to list a context's CAs. What such a
  * context trusts in practice is derived from where the platform's CAs come
  * from: Node's default set (with NODE_EXTRA_CA_CERTS), TRUSTSTORE_*, and
