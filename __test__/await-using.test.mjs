@@ -2,7 +2,7 @@
 // Node 24 (from the `node` npm package), where it is native syntax.
 import { describe, it, expect, afterEach, beforeEach } from 'vitest'
 import path from 'node:path'
-import { freshCollection, runNode, root, node24 } from './support.mjs'
+import { freshCollection, runNode, root, node24 } from './support/suite.mjs'
 
 describe('await using (Node 24)', () => {
   let ctx

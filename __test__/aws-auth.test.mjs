@@ -3,7 +3,7 @@
 // finds credentials the way the Node driver does: in the environment first,
 // then web identity, the ECS task role endpoint, EC2 instance metadata; or
 // the client's own AWS_CREDENTIAL_PROVIDER. FerretDB has no MONGODB-AWS, so the
-// server's side of the login is played by scripts/aws-auth-standin.mjs, in
+// server's side of the login is played by __test__/support/aws-auth-standin.mjs, in
 // front of a real FerretDB: it verifies the AWS Signature V4 of the signed
 // sts:GetCallerIdentity request against the credentials the test issued, as
 // STS would, and passes every other command to FerretDB. The ECS endpoint,
@@ -16,9 +16,9 @@ import http from 'node:http'
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { startFerretDB } from '../scripts/ferretdb.mjs'
-import { startAwsAuthStandIn } from '../scripts/aws-auth-standin.mjs'
-import { root, runNode } from './support.mjs'
+import { startFerretDB } from './support/ferretdb.mjs'
+import { startAwsAuthStandIn } from './support/aws-auth-standin.mjs'
+import { root, runNode } from './support/suite.mjs'
 
 const fixture = path.join(root, '__test__', 'fixtures', 'aws-as-app.mjs')
 const AWS_VARS = Object.keys(process.env).filter((k) => k.startsWith('AWS_'))

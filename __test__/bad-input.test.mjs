@@ -2,8 +2,8 @@
 // nothing written. Server trouble: a clear MongoLocksError within the
 // configured server-selection timeout; no hang, no unhandled rejection.
 import { describe, it, expect, afterEach, beforeEach } from 'vitest'
-import { freshCollection, lib, mongoUrl, useLocker } from './support.mjs'
-import { freePort } from '../scripts/ferretdb.mjs'
+import { freshCollection, lib, mongoUrl, useLocker } from './support/suite.mjs'
+import { freePort } from './support/ferretdb.mjs'
 
 const { LockManager, MongoLocksError } = lib
 

@@ -12,9 +12,9 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { ObjectId } from 'mongodb'
-import { root, lib, mongoUrl, freshCollection, runNode, startNode, eventually } from './support.mjs'
-import { stockLockManager } from '../scripts/stock-mongo-locks.mjs'
-import { freePort } from '../scripts/ferretdb.mjs'
+import { root, lib, mongoUrl, freshCollection, runNode, startNode, eventually } from './support/suite.mjs'
+import { stockLockManager } from './support/stock-mongo-locks.mjs'
+import { freePort } from './support/ferretdb.mjs'
 
 const CLI = path.join(root, 'bin', 'mongo-locks-native.js')
 const HOLDER = path.join(root, '__test__', 'fixtures', 'cli-holder.mjs')

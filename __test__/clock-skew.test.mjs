@@ -3,7 +3,7 @@
 // either way; the server (and this test) run on the true clock.
 import { it, expect } from 'vitest'
 import path from 'node:path'
-import { useLocker, runNode, root, faketimeLibrary, describeWithFaketime } from './support.mjs'
+import { useLocker, runNode, root, faketimeLibrary, describeWithFaketime } from './support/suite.mjs'
 
 const TTL = 4000
 const SKEW = 1900

@@ -8,7 +8,7 @@ import { it, expect, beforeEach, afterEach } from 'vitest'
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { useLocker, startNode, steppedClockEnv, describeWithFaketime, root } from './support.mjs'
+import { useLocker, startNode, steppedClockEnv, describeWithFaketime, root } from './support/suite.mjs'
 
 const fixture = path.join(root, '__test__', 'fixtures', 'stepped.mjs')
 const TTL = 4000

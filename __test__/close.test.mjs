@@ -2,7 +2,7 @@
 // connections, and leaves nothing that keeps Node running.
 import { describe, it, expect, afterEach, beforeEach } from 'vitest'
 import path from 'node:path'
-import { freshCollection, lib, runNode, root } from './support.mjs'
+import { freshCollection, lib, runNode, root } from './support/suite.mjs'
 
 const { LockManager, MongoLocksError } = lib
 const fixture = path.join(root, '__test__', 'fixtures', 'close-and-exit.mjs')

@@ -26,7 +26,7 @@
 // Rust core does: every message there is written out in full.
 import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest'
 import { createRequire } from 'node:module'
-import { lib, freshCollection, eventually, sleep } from './support.mjs'
+import { lib, freshCollection, eventually, sleep } from './support/suite.mjs'
 
 const require = createRequire(import.meta.url)
 const { createTestLocker } = require('../lib/testing.js')

@@ -7,9 +7,9 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import path from 'node:path'
 import { MongoClient } from 'mongodb'
-import { startFerretDB } from '../scripts/ferretdb.mjs'
-import { makeTestCA } from '../scripts/test-ca.mjs'
-import { lib, runNode, root } from './support.mjs'
+import { startFerretDB } from './support/ferretdb.mjs'
+import { makeTestCA } from './support/test-ca.mjs'
+import { lib, runNode, root } from './support/suite.mjs'
 
 const { LockManager, MongoLocksError } = lib
 const fixture = path.join(root, '__test__', 'fixtures', 'connect-as-app.mjs')

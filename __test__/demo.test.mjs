@@ -3,7 +3,7 @@
 // is wrong: a line there would be noise in a backend's logs).
 import { describe, it, expect } from 'vitest'
 import path from 'node:path'
-import { root, runNode } from './support.mjs'
+import { root, runNode } from './support/suite.mjs'
 
 describe('the demo', () => {
   it('shows who held what, finds no overlap, and prints no warning', async () => {

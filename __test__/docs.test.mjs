@@ -233,7 +233,7 @@ describe("the README's JavaScript", () => {
   })
 
   it.each(blocks.filter((b) => b.run).map((b) => [b.line, b]))('the block at line %i runs against the server under test', async (line, { code }) => {
-    const { mongoUrl } = await import('./support.mjs')
+    const { mongoUrl } = await import('./support/suite.mjs')
     const { MongoClient } = await import('mongodb')
     // Where the block writes: `client.db('…').collection('…')`, dropped after unless it was there before.
     const [, dbName, collName] = /\.db\('([^']+)'\)\.collection\('([^']+)'\)/.exec(code) ?? []

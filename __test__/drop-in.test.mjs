@@ -8,8 +8,8 @@
 import { describe, it, expect, vi } from 'vitest'
 import { spawn } from 'node:child_process'
 import { MongoClient, ObjectId, Collection } from 'mongodb'
-import { useLocker, freshCollection, lib, mongoUrl, root, sleep, eventually } from './support.mjs'
-import { freePort } from '../scripts/ferretdb.mjs'
+import { useLocker, freshCollection, lib, mongoUrl, root, sleep, eventually } from './support/suite.mjs'
+import { freePort } from './support/ferretdb.mjs'
 
 const { LockManager, MongoLocksError, acquireLock, requireLock } = lib
 

@@ -4,7 +4,7 @@
 // the sections entered) and the holders count would have been seen above 1.
 import { describe, it, expect, afterEach, beforeEach } from 'vitest'
 import path from 'node:path'
-import { freshCollection, runNode, root } from './support.mjs'
+import { freshCollection, runNode, root } from './support/suite.mjs'
 
 const hammer = path.join(root, '__test__', 'fixtures', 'hammer.mjs')
 

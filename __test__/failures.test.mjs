@@ -11,9 +11,9 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { createRequire } from 'node:module'
 import { MongoClient } from 'mongodb'
-import { startFerretDB, freePort } from '../scripts/ferretdb.mjs'
-import { makeTestCA } from '../scripts/test-ca.mjs'
-import { lib, eventually, sleep } from './support.mjs'
+import { startFerretDB, freePort } from './support/ferretdb.mjs'
+import { makeTestCA } from './support/test-ca.mjs'
+import { lib, eventually, sleep } from './support/suite.mjs'
 
 const require = createRequire(import.meta.url)
 const Hapi = require('@hapi/hapi')

@@ -5,9 +5,9 @@
 // and Toxiproxy; setup and checks use a direct connection, never the proxy.
 import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest'
 import { MongoClient } from 'mongodb'
-import { startFerretDB } from '../scripts/ferretdb.mjs'
-import { startToxiproxy } from '../scripts/toxiproxy.mjs'
-import { lib, eventually } from './support.mjs'
+import { startFerretDB } from './support/ferretdb.mjs'
+import { startToxiproxy } from './support/toxiproxy.mjs'
+import { lib, eventually } from './support/suite.mjs'
 
 const { LockManager, MongoLocksError } = lib
 

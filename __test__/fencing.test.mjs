@@ -2,7 +2,7 @@
 // bigint strictly increasing per key across every holder in every process.
 import { describe, it, expect } from 'vitest'
 import path from 'node:path'
-import { lib, useLocker, runNode, root } from './support.mjs'
+import { lib, useLocker, runNode, root } from './support/suite.mjs'
 
 describe('fencing tokens', () => {
   const t = useLocker('fencing')

@@ -3,7 +3,7 @@
 import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest'
 import Hapi from '@hapi/hapi'
 import { createRequire } from 'node:module'
-import { freshCollection, mongoUrl, eventually, lib } from './support.mjs'
+import { freshCollection, mongoUrl, eventually, lib } from './support/suite.mjs'
 
 // By its public name, through package.json "exports" (the package resolves itself).
 const require = createRequire(import.meta.url)

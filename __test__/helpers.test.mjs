@@ -1,7 +1,7 @@
 // acquireLock / requireLock: the seed's own tests with a mocked locker (the
 // pattern backend teams use), then with a real LockManager.
 import { describe, it, expect, vi } from 'vitest'
-import { lib, useLocker } from './support.mjs'
+import { lib, useLocker } from './support/suite.mjs'
 
 const { acquireLock, requireLock } = lib
 

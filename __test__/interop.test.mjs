@@ -2,10 +2,10 @@
 // each sees the other's locks, both ways, for every key form.
 // On FerretDB, stock mongo-locks gets a collection whose createIndexes leaves
 // out the TTL index (FerretDB refuses it, and mongo-locks cannot cope with
-// the refusal): see scripts/stock-mongo-locks.mjs. Its lock path is stock.
+// the refusal): see __test__/support/stock-mongo-locks.mjs. Its lock path is stock.
 import { describe, it, expect, afterEach, beforeEach } from 'vitest'
-import { freshCollection, lib } from './support.mjs'
-import { stockLockManager } from '../scripts/stock-mongo-locks.mjs'
+import { freshCollection, lib } from './support/suite.mjs'
+import { stockLockManager } from './support/stock-mongo-locks.mjs'
 
 describe('interop with stock mongo-locks', () => {
   let ctx

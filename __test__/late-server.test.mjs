@@ -5,8 +5,8 @@
 // clock seconds ahead and take over live locks. Runs its own FerretDB.
 import { describe, it, expect, afterEach } from 'vitest'
 import { MongoClient } from 'mongodb'
-import { startFerretDB, freePort } from '../scripts/ferretdb.mjs'
-import { lib, sleep } from './support.mjs'
+import { startFerretDB, freePort } from './support/ferretdb.mjs'
+import { lib, sleep } from './support/suite.mjs'
 
 const { LockManager } = lib
 const options = { ttlMs: 4000, refreshMs: 600, serverSelectionTimeoutMs: 20_000 }

@@ -1,6 +1,6 @@
 // Several keys at once (lockAll: sorted, all or nothing) and withLock.
 import { describe, it, expect } from 'vitest'
-import { lib, useLocker, sleep } from './support.mjs'
+import { lib, useLocker, sleep } from './support/suite.mjs'
 
 describe('lockAll(keys, options)', () => {
   const t = useLocker('lock-all')

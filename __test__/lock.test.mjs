@@ -3,7 +3,7 @@
 // same documents and indexes as mongo-locks.
 import { describe, it, expect } from 'vitest'
 import { ObjectId } from 'mongodb'
-import { lib, eventually, useLocker, usePrivateServer } from './support.mjs'
+import { lib, eventually, useLocker, usePrivateServer } from './support/suite.mjs'
 
 const { LockManager, Lock } = lib
 

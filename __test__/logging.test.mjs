@@ -1,8 +1,8 @@
 // The Rust core logs with tracing; a manager's events reach its `logger`
 // (pino-style: logger[level](fields, message)). Silent without one.
 import { describe, it, expect } from 'vitest'
-import { freshCollection, lib, eventually, mongoUrl } from './support.mjs'
-import { freePort } from '../scripts/ferretdb.mjs'
+import { freshCollection, lib, eventually, mongoUrl } from './support/suite.mjs'
+import { freePort } from './support/ferretdb.mjs'
 
 const { LockManager } = lib
 
@@ -121,7 +121,7 @@ describe('logging', () => {
 
   it('is silent with logger: false (nothing printed, not even the console default)', async () => {
     // A child process with logger: false prints nothing on stderr/stdout.
-    const { runNode, root } = await import('./support.mjs')
+    const { runNode, root } = await import('./support/suite.mjs')
     const path = await import('node:path')
     const ctx = await freshCollection('log')
     try {

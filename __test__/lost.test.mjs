@@ -3,7 +3,7 @@
 // or when the expiry passes without a successful refresh; maxHoldMs lets a
 // stuck holder's lock expire.
 import { describe, it, expect, vi } from 'vitest'
-import { lib, useLocker, eventually, sleep } from './support.mjs'
+import { lib, useLocker, eventually, sleep } from './support/suite.mjs'
 
 const { LockManager, LockLostError } = lib
 

@@ -5,7 +5,7 @@ import { describe, it, expect } from 'vitest'
 import { spawnSync } from 'node:child_process'
 import { readFileSync, readdirSync } from 'node:fs'
 import path from 'node:path'
-import { root, node24 } from './support.mjs'
+import { root, node24 } from './support/suite.mjs'
 
 const names = ['LockManager', 'Lock', 'MongoLocksError', 'LockLostError', 'acquireLock', 'requireLock', 'hapiPlugin']
 const cjs = `const m = require('mongo-locks-native'); console.log(JSON.stringify(${JSON.stringify(names)}.map((n) => typeof m[n])))`

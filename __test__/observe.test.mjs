@@ -9,8 +9,8 @@ import Hapi from '@hapi/hapi'
 import { Registry, Counter } from 'prom-client'
 import parsePrometheus from 'parse-prometheus-text-format'
 import { MongoClient } from 'mongodb'
-import { useLocker, lib, eventually, mongoUrl } from './support.mjs'
-import { stockLockManager } from '../scripts/stock-mongo-locks.mjs'
+import { useLocker, lib, eventually, mongoUrl } from './support/suite.mjs'
+import { stockLockManager } from './support/stock-mongo-locks.mjs'
 
 const { LockManager, METRICS_CONTENT_TYPE } = lib
 

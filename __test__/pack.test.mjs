@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process'
 import { copyFileSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { root, runNode, node24, freshCollection, mongoUrl } from './support.mjs'
+import { root, runNode, node24, freshCollection, mongoUrl } from './support/suite.mjs'
 
 /** Runs npm (the one next to this Node) and returns its stdout; throws with its output on failure. */
 function npm(args, cwd) {

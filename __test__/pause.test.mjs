@@ -4,7 +4,7 @@
 // run, and never `true` again; meanwhile another process took the key.
 import { describe, it, expect } from 'vitest'
 import path from 'node:path'
-import { useLocker, startNode, sleep, root } from './support.mjs'
+import { useLocker, startNode, sleep, root } from './support/suite.mjs'
 
 const fixture = path.join(root, '__test__', 'fixtures', 'paused.mjs')
 // A ttl of 4 s: a refresh delayed by a loaded machine must not end the lock

@@ -15,10 +15,10 @@ import { spawnSync } from 'node:child_process'
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { root, runNode, freshCollection, mongoUrl } from './support.mjs'
-import { LINUX_TARGETS, artifactPath, runtimeFor, platformReadiness } from './platform-support.mjs'
+import { root, runNode, freshCollection, mongoUrl } from './support/suite.mjs'
+import { LINUX_TARGETS, artifactPath, runtimeFor, platformReadiness } from './support/platforms.mjs'
 import { inspectBinary, checkBinary, importedSymbols, exportedSymbols, GLIBC_FLOOR, macosCheckState, sourceFingerprint, buildEnv } from '../scripts/build-platforms.mjs'
-import { MUSL_X64, MUSL_ARM64_ROOT } from './platform-support.mjs'
+import { MUSL_X64, MUSL_ARM64_ROOT } from './support/platforms.mjs'
 
 const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'))
 const NAPI_CLI = path.join(root, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js')

@@ -3,8 +3,8 @@
 // before anything is written. The multi-process checkers are in
 // primitives.test.mjs.
 import { describe, it, expect } from 'vitest'
-import { lib, sleep, useLocker, eventually, MANAGER_KINDS } from './support.mjs'
-import { stockLockManager } from '../scripts/stock-mongo-locks.mjs'
+import { lib, sleep, useLocker, eventually, MANAGER_KINDS } from './support/suite.mjs'
+import { stockLockManager } from './support/stock-mongo-locks.mjs'
 
 const { LockManager } = lib
 

@@ -9,7 +9,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, appendFileSync, existsSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { freshCollection, lib, root, sleep, startNode, eventually } from './support.mjs'
+import { freshCollection, lib, root, sleep, startNode, eventually } from './support/suite.mjs'
 
 const { LockManager } = lib
 const worker = path.join(root, '__test__', 'fixtures', 'primitive-worker.mjs')

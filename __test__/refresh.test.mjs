@@ -9,10 +9,10 @@
 // thousand: the server, not the manager, would be what is measured).
 import { it, expect, beforeAll, afterAll, beforeEach, afterEach } from 'vitest'
 import { MongoClient } from 'mongodb'
-import { startFerretDB } from '../scripts/ferretdb.mjs'
-import { startPostgres, postgresBin } from '../scripts/postgres.mjs'
-import { startToxiproxy } from '../scripts/toxiproxy.mjs'
-import { lib, sleep, describeWithTool, usePrivateServer } from './support.mjs'
+import { startFerretDB } from './support/ferretdb.mjs'
+import { startPostgres, postgresBin } from './support/postgres.mjs'
+import { startToxiproxy } from './support/toxiproxy.mjs'
+import { lib, sleep, describeWithTool, usePrivateServer } from './support/suite.mjs'
 
 const { LockManager } = lib
 // The machine's PostgreSQL (Debian's postgresql package).

@@ -1,5 +1,5 @@
 // Installing as a user does: a local npm registry (Verdaccio, see
-// scripts/local-registry.mjs) gets the release the napi-rs way — the Linux
+// __test__/support/local-registry.mjs) gets the release the napi-rs way — the Linux
 // platform packages through `napi artifacts` and `napi prepublish`, then the
 // main package — and fresh applications outside the repository, with no Rust
 // and no Go on their PATH, `npm install mongodb mongo-locks-native` (and the
@@ -10,7 +10,7 @@
 // - x64 glibc: this machine's npm; the Node running the tests and Node 24;
 // - x64 musl: the musl Node's own npm in an Alpine view of this machine;
 // - arm64 glibc and musl: npm --cpu=arm64 --libc=…, run under qemu-user;
-// - musl and arm64 on the Node line of the tests (platform-support.mjs:
+// - musl and arm64 on the Node line of the tests (__test__/support/platforms.mjs:
 //   Node 22 when vitest runs on Node 22, else Node 24);
 // - installed with --omit=optional: the loader's error, as a user sees it.
 import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from 'vitest'
@@ -18,9 +18,9 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync, copyFileSync, existsSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { root, runNode, node24, freshCollection, mongoUrl } from './support.mjs'
-import { LINUX_TARGETS, runtimeFor, platformReadiness, userPath, commandsOn } from './platform-support.mjs'
-import { startRegistry, publishRelease } from '../scripts/local-registry.mjs'
+import { root, runNode, node24, freshCollection, mongoUrl } from './support/suite.mjs'
+import { LINUX_TARGETS, runtimeFor, platformReadiness, userPath, commandsOn } from './support/platforms.mjs'
+import { startRegistry, publishRelease } from './support/local-registry.mjs'
 import { ARTIFACTS_DIR } from '../scripts/build-platforms.mjs'
 
 const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'))

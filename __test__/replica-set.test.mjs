@@ -2,9 +2,9 @@
 // one with --repl-set-name exercises that path), the server's default on a
 // standalone, or as configured.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { startFerretDB } from '../scripts/ferretdb.mjs'
+import { startFerretDB } from './support/ferretdb.mjs'
 import { MongoClient } from 'mongodb'
-import { lib, mongoUrl, eventually } from './support.mjs'
+import { lib, mongoUrl, eventually } from './support/suite.mjs'
 
 const { LockManager } = lib
 

@@ -3,8 +3,8 @@
 // MONGO_URL points the rest of the suite elsewhere.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { MongoClient } from 'mongodb'
-import { startFerretDB } from '../scripts/ferretdb.mjs'
-import { lib, sleep, eventually } from './support.mjs'
+import { startFerretDB } from './support/ferretdb.mjs'
+import { lib, sleep, eventually } from './support/suite.mjs'
 
 const { LockManager, MongoLocksError, LockLostError } = lib
 const TTL = 3000

@@ -2,7 +2,7 @@
 // is taken over by the next lock(); a live one never is.
 import { describe, it, expect, afterEach, beforeEach } from 'vitest'
 import path from 'node:path'
-import { freshCollection, lib, runNode, root, sleep } from './support.mjs'
+import { freshCollection, lib, runNode, root, sleep } from './support/suite.mjs'
 
 describe('takeover of expired locks', () => {
   let ctx

@@ -1,12 +1,12 @@
 // Self-test of the TLS and authentication test infrastructure,
-// with the Node driver only: scripts/test-ca.mjs makes a private CA, and
-// scripts/ferretdb.mjs starts FerretDB with a TLS listener and SCRAM users.
+// with the Node driver only: __test__/support/test-ca.mjs makes a private CA, and
+// __test__/support/ferretdb.mjs starts FerretDB with a TLS listener and SCRAM users.
 // Starts its own servers, so it runs whatever MONGO_URL says.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { MongoClient } from 'mongodb'
 import { readFileSync, rmSync } from 'node:fs'
-import { makeTestCA } from '../scripts/test-ca.mjs'
-import { startFerretDB, wantedFerretDBBuild, FERRETDB_BIN } from '../scripts/ferretdb.mjs'
+import { makeTestCA } from './support/test-ca.mjs'
+import { startFerretDB, wantedFerretDBBuild, FERRETDB_BIN } from './support/ferretdb.mjs'
 
 // Fail fast: a server that is not there should not cost 30 s of server
 // selection (but leave a loaded machine time for a TLS handshake and SCRAM).

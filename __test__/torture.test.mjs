@@ -1,4 +1,4 @@
-// The torture run (scripts/torture.mjs; `npm run torture -- --minutes N` for
+// The torture run (__test__/support/torture.mjs; `npm run torture -- --minutes N` for
 // longer): 4 processes for 60 s under Toxiproxy latency, hangs and resets,
 // wall-clock steps (libfaketime) and SIGSTOP past the ttl. The checker fails
 // on any overlap of two believed-held intervals of one key, on fencing
@@ -6,7 +6,7 @@
 // on a worker that hung or crashed. Runs its own FerretDB and Toxiproxy.
 import { it, expect } from 'vitest'
 import path from 'node:path'
-import { runNode, root, describeWithFaketime } from './support.mjs'
+import { runNode, root, describeWithFaketime } from './support/suite.mjs'
 
 const SECONDS = Number(process.env.TORTURE_SECONDS ?? 60)
 
@@ -16,7 +16,7 @@ const SECONDS = Number(process.env.TORTURE_SECONDS ?? 60)
 const guarantee = 'no two holders under latency, hangs, resets, clock steps and pauses (the torture run)'
 describeWithFaketime(import.meta.url, guarantee)('torture: no two holders under faults', () => {
   it(`4 processes, ${SECONDS} s of latency, hangs, resets, clock steps and pauses: no violation`, async () => {
-    const run = await runNode(path.join(root, 'scripts', 'torture.mjs'), ['--seconds', String(SECONDS), '--processes', '4'], {
+    const run = await runNode(path.join(root, '__test__', 'support', 'torture.mjs'), ['--seconds', String(SECONDS), '--processes', '4'], {
       timeoutMs: (SECONDS + 90) * 1000,
     })
     const report = JSON.parse(run.stdout.trim().split('\n').pop())

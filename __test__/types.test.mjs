@@ -5,7 +5,7 @@ import { describe, it, expect } from 'vitest'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
-import { root } from './support.mjs'
+import { root } from './support/suite.mjs'
 
 const typesDir = path.join(root, '__test__', 'types')
 const tscBin = path.join(root, 'node_modules', '.bin', 'tsc')

@@ -3,7 +3,7 @@ import { describe, it, expect } from 'vitest'
 import path from 'node:path'
 import os from 'node:os'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { lib, useLocker, usePrivateServer, runNode, startNode, root, sleep } from './support.mjs'
+import { lib, useLocker, usePrivateServer, runNode, startNode, root, sleep } from './support/suite.mjs'
 
 describe('lock(key, { waitMs, signal })', () => {
   const t = useLocker('waiting')

@@ -7,8 +7,8 @@ import { describe, it, expect } from 'vitest'
 import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import path from 'node:path'
-import { root } from './support.mjs'
-import { ACTIONLINT } from './platform-support.mjs'
+import { root } from './support/suite.mjs'
+import { ACTIONLINT } from './support/platforms.mjs'
 
 const WORKFLOWS = path.join(root, '.github', 'workflows')
 const release = readFileSync(path.join(WORKFLOWS, 'release.yml'), 'utf8')

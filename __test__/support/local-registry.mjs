@@ -13,7 +13,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort } from './ferretdb.mjs'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const VERDACCIO_BIN = path.join(root, '.tools', 'verdaccio', 'node_modules', 'verdaccio', 'bin', 'verdaccio')
 const NAPI_CLI = path.join(root, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js')
 

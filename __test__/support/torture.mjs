@@ -2,7 +2,7 @@
 // field. `npm run torture -- --minutes N` (or `--seconds N`; CI runs 60 s).
 //
 // It starts FerretDB and a Toxiproxy in front of it, then N worker processes
-// (scripts/torture-worker.mjs), each with its wall clock under libfaketime's
+// (torture-worker.mjs, beside it), each with its wall clock under libfaketime's
 // control (a timestamp file per worker), locking a few keys through the proxy
 // with a short ttl and fencing. Meanwhile a random schedule injects:
 //   latency (200-1500 ms on replies), a server that stops answering (1-5 s),
@@ -27,7 +27,7 @@ import { startFerretDB } from './ferretdb.mjs'
 import { startToxiproxy } from './toxiproxy.mjs'
 import { faketimeLibrary, FAKETIME_INSTALL } from './faketime.mjs'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const { values: args } = parseArgs({
   options: {
     seconds: { type: 'string' },
@@ -82,7 +82,7 @@ try {
     const records = path.join(dir, `records-${i}.jsonl`)
     writeFileSync(clockFile, '+0')
     writeFileSync(records, '')
-    const child = spawn(process.execPath, [path.join(root, 'scripts', 'torture-worker.mjs'), String(i), records, args.keys, String(ttlMs), String(endAt)], {
+    const child = spawn(process.execPath, [path.join(root, '__test__', 'support', 'torture-worker.mjs'), String(i), records, args.keys, String(ttlMs), String(endAt)], {
       cwd: root,
       stdio: ['ignore', 'ignore', 'pipe'],
       env: {

@@ -7,7 +7,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort } from './ferretdb.mjs'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const TOXIPROXY_BIN = path.join(root, '.tools', 'bin', 'toxiproxy-server')
 
 // The server logs every API request; keep only the tail for error messages.

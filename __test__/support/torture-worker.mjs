@@ -1,4 +1,4 @@
-// One process of the torture run (scripts/torture.mjs starts several, under
+// One process of the torture run (torture.mjs starts several, under
 // faults). Until <endAt> on the machine's monotonic clock it takes random
 // keys with fencing, holds each for a random time, and records:
 //   - each critical section's believed-held interval: from the first read of
@@ -16,7 +16,7 @@ import { appendFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 
 const require = createRequire(import.meta.url)
-const { LockManager, MongoLocksError } = require('../index.js')
+const { LockManager, MongoLocksError } = require('../../index.js')
 const [id, recordFile, keyCount, ttlMs, endAt] = process.argv.slice(2)
 const monotonicMs = () => Number(process.hrtime.bigint() / 1000n) / 1000
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))

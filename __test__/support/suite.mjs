@@ -8,15 +8,15 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
-import { startFerretDB } from '../scripts/ferretdb.mjs'
-import { startPostgres } from '../scripts/postgres.mjs'
-import { faketimeLibrary, FAKETIME_INSTALL, NOT_CHECKED_DIR } from '../scripts/faketime.mjs'
-import { serverCommandCounter } from '../benchmark/handover.mjs'
+import { startFerretDB } from './ferretdb.mjs'
+import { startPostgres } from './postgres.mjs'
+import { faketimeLibrary, FAKETIME_INSTALL, NOT_CHECKED_DIR } from './faketime.mjs'
+import { serverCommandCounter } from './command-counter.mjs'
 
-export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const require = createRequire(import.meta.url)
 /** The package as `require('mongo-locks-native')` gives it. */
-export const lib = require('../index.js')
+export const lib = require('../../index.js')
 
 export function mongoUrl() {
   const url = process.env.MONGO_URL
@@ -142,7 +142,7 @@ export function useLocker(prefix = 'locks', options, kind = 'new LockManager(col
  * `{ result, sent(command) }`: how many of each command the server was
  * sent meanwhile, from its own request counters (every client's, so no
  * other test's traffic may share the server). `postgresql`: on a
- * PostgreSQL cluster of its own (scripts/postgres.mjs), not SQLite.
+ * PostgreSQL cluster of its own (postgres.mjs), not SQLite.
  */
 export function usePrivateServer({ postgresql = false } = {}) {
   const t = {}

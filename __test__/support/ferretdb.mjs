@@ -9,7 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const FERRETDB_BIN = path.join(root, '.tools', 'bin', 'ferretdb')
 
 export function freePort() {
@@ -64,7 +64,7 @@ export function ensureFerretDB() {
  * `port` picks the port (a test that connects before the server exists); default: a free one.
  *
  * `tls: { certFile, keyFile, caFile? }` (e.g. from makeTestCA() of
- * scripts/test-ca.mjs: `{ certFile: ca.serverCertFile, keyFile: ca.serverKeyFile }`)
+ * test-ca.mjs: `{ certFile: ca.serverCertFile, keyFile: ca.serverKeyFile }`)
  * adds a TLS listener on its own port (`tlsPort`, or `tls.port`; the plain
  * one stays on `port`) and returns `tlsPort` and
  * `tlsUrl` = mongodb://localhost:<tlsPort>/?directConnection=true&tls=true,
@@ -84,7 +84,7 @@ export function ensureFerretDB() {
  * scripts/install-ferretdb.sh, patched to honour saslStart's
  * skipEmptyExchange (without which the Rust driver cannot authenticate).
  *
- * `postgresql`: a PostgreSQL connection string (see scripts/postgres.mjs)
+ * `postgresql`: a PostgreSQL connection string (see postgres.mjs)
  * for FerretDB's PostgreSQL backend instead of SQLite.
  */
 export async function startFerretDB({ replSetName, dataDir, port: wanted, tls, auth, postgresql } = {}) {

@@ -24,8 +24,8 @@
 import { execFileSync } from 'node:child_process'
 import { accessSync, constants, existsSync } from 'node:fs'
 import path from 'node:path'
-import { root, node24 } from './support.mjs'
-import { LINUX_TARGETS, artifactStates, artifactPath, sourceFingerprint, buildEnv, macosCheckState } from '../scripts/build-platforms.mjs'
+import { root, node24 } from './suite.mjs'
+import { LINUX_TARGETS, artifactStates, artifactPath, sourceFingerprint, buildEnv, macosCheckState } from '../../scripts/build-platforms.mjs'
 
 export { LINUX_TARGETS, artifactPath }
 export const TOOLS = path.join(root, '.tools')
@@ -61,7 +61,7 @@ function canUnshare() {
 
 /**
  * How to run `node file args…` for a platform: `{ node, prefix }` as
- * support.mjs's runNode takes them (prefix goes before the file), plus
+ * suite.mjs's runNode takes them (prefix goes before the file), plus
  * `npmCli`, the npm to install with when it must run on that platform.
  */
 export function runtimeFor(abi) {
