@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Verdaccio 6.8.0, the local npm registry of __test__/registry-install.test.mjs,
+# Verdaccio 6.8.0, the local npm registry of __test__/release/registry-install.test.mjs,
 # into .tools/verdaccio from __test__/support/verdaccio/package.json and its lockfile
 # (skipped when that lockfile is already installed). It stays out of the
 # package's devDependencies: a few hundred packages that one test needs would

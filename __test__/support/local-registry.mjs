@@ -1,7 +1,7 @@
 // A throwaway npm registry (Verdaccio 6.8.0 from .tools/verdaccio, see
 // scripts/install-verdaccio.sh) on a free loopback port, with its storage in
 // a temporary folder, and the release flow that publishes this package to
-// it the napi-rs way. Used by __test__/registry-install.test.mjs.
+// it the napi-rs way. Used by __test__/release/registry-install.test.mjs.
 //
 // Our package names are served only from what is published to it; any other
 // package (mongodb and its dependencies) is fetched through from the npm

@@ -123,7 +123,7 @@ export function useLocker(prefix = 'locks', options, kind = 'new LockManager(col
   beforeEach(async () => {
     t.ctx = await freshCollection(prefix)
     // Quiet unless the test brings a logger: the console default (warnings
-    // and errors, as mongo-locks prints them) is tested in drop-in.test.mjs.
+    // and errors, as mongo-locks prints them) is tested in drop-in-runtime.test.mjs.
     const made = await MANAGER_KINDS[kind](t.ctx, options)
     t.locker = made.locker
     t.stop = made.stop
@@ -233,7 +233,7 @@ export function describeWithTool(testFileUrl, guarantee, { tool, found, install 
   if (process.env.CI) throw new Error(`${tool} is missing (${guarantee}): ${install}`)
   it.skip(`NOT CHECKED: ${guarantee} — run: ${install}`, () => {})
   mkdirSync(NOT_CHECKED_DIR, { recursive: true })
-  writeFileSync(summary, `NOT CHECKED: ${guarantee} (__test__/${file}) — run: ${install}\n`)
+  writeFileSync(summary, `NOT CHECKED: ${guarantee} (${path.relative(root, fileURLToPath(testFileUrl))}) — run: ${install}\n`)
   return () => {}
 }
 
