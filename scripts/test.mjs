@@ -5,7 +5,7 @@
 // npm devDependencies (`node22`: npm:node@^22, and `node`), whatever Node
 // runs npm. That Node, when it is another version (Node 20 on the CI image),
 // gets a smoke run: a few quick files that load the addon and lock against
-// the server. `npm test -- <files>` runs the given files once, on the Node
+// the server. `npm test -- <files or folders>` runs those once, on the Node
 // running npm, or on the one TEST_NODE names (22, 24, or a path).
 //
 // While scripts/build-platforms.mjs is building the platform binaries (CI
