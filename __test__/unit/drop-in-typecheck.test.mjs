@@ -20,7 +20,7 @@ import { availableParallelism, tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-// Not support.mjs: a type test needs no addon (it may be mid-rebuild).
+// Not support/suite.mjs: a type test needs no addon (it may be mid-rebuild).
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 
 const typesDir = path.join(root, '__test__', 'types')
