@@ -15,7 +15,7 @@
 //   node benchmark/cpu-floors.mjs [pairs = 3000]
 import { MongoClient, ObjectId } from 'mongodb'
 import { createRequire } from 'node:module'
-import { testServer } from '../scripts/ferretdb.mjs'
+import { testServer } from '../__test__/support/ferretdb.mjs'
 
 const require = createRequire(import.meta.url)
 const { LockManager } = require('../index.js')

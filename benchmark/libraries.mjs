@@ -12,7 +12,7 @@
 //                           that shares the collection with others still running)
 import { MongoClient } from 'mongodb'
 import { createRequire } from 'node:module'
-import { stockLockManager } from '../scripts/stock-mongo-locks.mjs'
+import { stockLockManager } from '../__test__/support/stock-mongo-locks.mjs'
 import { sleep } from './stats.mjs'
 
 export const DATABASE = 'mongo-locks-native-bench'

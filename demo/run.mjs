@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { testServer } from '../scripts/ferretdb.mjs'
+import { testServer } from '../__test__/support/ferretdb.mjs'
 import { buildAddon } from '../scripts/build.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))

@@ -2,7 +2,7 @@
 // Lock keys for the test locker, read as the Rust core reads them
 // (src/key.rs): from a JS value to the stored `action`, with the same
 // refusals, and the forms a stored key takes in messages. The limits and the
-// wording are rules.js's; __test__/conformance.test.mjs checks each refusal
+// wording are rules.js's; __test__/server/conformance.test.mjs checks each refusal
 // against the real manager's.
 
 const { MAX_KEY_BYTES, MAX_KEY_DEPTH, messages, wrapArray, rustNumber } = require('./rules.js')

@@ -4,7 +4,7 @@
 // Plain JavaScript with no requires, so the test locker (testing.js) and the
 // CLI load it where the native addon cannot. Where the Rust core owns a rule
 // (it checks it, or writes it), this is the JavaScript copy, and
-// __test__/conformance.test.mjs ("the rules the Rust core owns") fails when
+// __test__/server/conformance.test.mjs ("the rules the Rust core owns") fails when
 // the two differ, message text included; the Rust file is named beside each.
 
 const PREFIX = 'mongo-locks-native'

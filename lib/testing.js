@@ -7,7 +7,7 @@
 // vitest's or Jest's fake timers drive it too. No MongoDB and no native
 // addon: this file must load where the addon cannot, so it requires neither
 // ../index.js nor manager.js nor ../binding.js nor native-loader.js
-// (__test__/modules.test.mjs checks that none of its requires reaches them).
+// (__test__/unit/modules.test.mjs checks that none of its requires reaches them).
 //
 // Locks are kept as the real manager keeps its documents: one record per
 // stored key (`action`), semaphore permits and read/write sides as records

@@ -8,7 +8,7 @@
 # needs no root) and unpacked with `dpkg-deb -x`. Not Debian's `faketime`
 # command: its library path is compiled in (/usr/$LIB/faketime), so it
 # could not use this copy; the tests set LD_PRELOAD themselves. They look
-# here first, then for a system libfaketime (scripts/faketime.mjs).
+# here first, then for a system libfaketime (__test__/support/faketime.mjs).
 #
 # Pinned to 0.9.10-2.1, Debian 12's. Another Debian or Ubuntu release's apt
 # may not carry that revision: then that release's own libfaketime is

@@ -18,7 +18,7 @@
 # saslStart carried the option (as MongoDB does), and changes nothing else.
 # .tools/bin/ferretdb.patches records what the binary was built with
 # ("<VERSION> <PATCHES>"); a binary without it, or with another one, is
-# rebuilt. Change PATCHES whenever PATCH changes (scripts/ferretdb.mjs reads
+# rebuilt. Change PATCHES whenever PATCH changes (__test__/support/ferretdb.mjs reads
 # both lines below to decide the same).
 set -euo pipefail
 cd "$(dirname "$0")/.."

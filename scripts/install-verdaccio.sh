@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Verdaccio 6.8.0, the local npm registry of __test__/registry-install.test.mjs,
-# into .tools/verdaccio from scripts/verdaccio/package.json and its lockfile
+# Verdaccio 6.8.0, the local npm registry of __test__/release/registry-install.test.mjs,
+# into .tools/verdaccio from __test__/support/verdaccio/package.json and its lockfile
 # (skipped when that lockfile is already installed). It stays out of the
 # package's devDependencies: a few hundred packages that one test needs would
 # otherwise weigh on every `npm ci`. 6.8.0 because newer releases want Node 22
@@ -9,13 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=.tools/verdaccio
-if cmp -s scripts/verdaccio/package-lock.json "$dest/package-lock.json" &&
+if cmp -s __test__/support/verdaccio/package-lock.json "$dest/package-lock.json" &&
    [[ -f "$dest/node_modules/verdaccio/package.json" ]]; then
   exit 0
 fi
-printf '\n▶ verdaccio (npm ci from scripts/verdaccio) into %s\n' "$dest"
+printf '\n▶ verdaccio (npm ci from __test__/support/verdaccio) into %s\n' "$dest"
 rm -rf "$dest"
 mkdir -p "$dest"
-cp scripts/verdaccio/package.json scripts/verdaccio/package-lock.json "$dest/"
+cp __test__/support/verdaccio/package.json __test__/support/verdaccio/package-lock.json "$dest/"
 (cd "$dest" && npm ci --no-audit --no-fund --loglevel=error)
 echo "✓ verdaccio $(node -p 'require("./.tools/verdaccio/node_modules/verdaccio/package.json").version') in $dest"

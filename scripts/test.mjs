@@ -5,7 +5,7 @@
 // npm devDependencies (`node22`: npm:node@^22, and `node`), whatever Node
 // runs npm. That Node, when it is another version (Node 20 on the CI image),
 // gets a smoke run: a few quick files that load the addon and lock against
-// the server. `npm test -- <files>` runs the given files once, on the Node
+// the server. `npm test -- <files or folders>` runs those once, on the Node
 // running npm, or on the one TEST_NODE names (22, 24, or a path).
 //
 // While scripts/build-platforms.mjs is building the platform binaries (CI
@@ -14,9 +14,9 @@
 import { spawn, spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { readdirSync, readFileSync, rmSync } from 'node:fs'
-import { testServer } from './ferretdb.mjs'
-import { NOT_CHECKED_DIR } from './faketime.mjs'
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { testServer } from '../__test__/support/ferretdb.mjs'
+import { NOT_CHECKED_DIR } from '../__test__/support/faketime.mjs'
 import { buildAddon, reusableCrossBuild } from './build.mjs'
 import { CROSS_TARGET_DIR, buildEnv, platformBuildsRunning } from './build-platforms.mjs'
 
@@ -34,7 +34,7 @@ const FULL_NODES = {
  * Quick files that load the addon and lock against the server, for the Node
  * running npm when the full runs do not cover its major version.
  */
-const SMOKE_FILES = ['__test__/lock.test.mjs', '__test__/drop-in.test.mjs', '__test__/hapi.test.mjs']
+const SMOKE_FILES = ['__test__/server/lock.test.mjs', '__test__/server/drop-in-runtime.test.mjs', '__test__/server/hapi.test.mjs']
 
 function step(label, cmd, args, env = {}) {
   console.log(`\n▶ ${label}: ${[cmd, ...args].join(' ')}`)
@@ -78,7 +78,7 @@ function cargoTest() {
 }
 
 /** The test files that load the platform binaries of target/cross/artifacts. */
-const PLATFORM_TEST_FILES = ['__test__/platforms.test.mjs', '__test__/registry-install.test.mjs']
+const PLATFORM_TEST_FILES = ['__test__/release/platforms.test.mjs', '__test__/release/registry-install.test.mjs']
 
 /**
  * Test files that run alone after each full run, not beside the others:
@@ -87,7 +87,15 @@ const PLATFORM_TEST_FILES = ['__test__/platforms.test.mjs', '__test__/registry-i
  * waiter's share under contention) are written for an otherwise quiet
  * machine (seen: a fairness check missed its floor while this ran beside it).
  */
-const ALONE_FILES = ['__test__/refresh.test.mjs']
+const ALONE_FILES = ['__test__/faults/refresh.test.mjs']
+
+// A list entry that names no file would be skipped without a word (a vitest
+// filter that matches nothing, an --exclude of nothing): fail instead.
+const missing = [...SMOKE_FILES, ...PLATFORM_TEST_FILES, ...ALONE_FILES].filter((f) => !existsSync(path.join(root, f)))
+if (missing.length) {
+  console.error(`scripts/test.mjs names test files that do not exist: ${missing.join(', ')}`)
+  process.exit(2)
+}
 
 async function waitForBuilds(pids) {
   const started = Date.now()
@@ -118,13 +126,13 @@ try {
   const vitest = path.join(root, 'node_modules', 'vitest', 'vitest.mjs')
   const running = extra.length ? [] : platformBuildsRunning()
   const building = running.length > 0
-  const later = building ? PLATFORM_TEST_FILES.flatMap((f) => ['--exclude', `**/${path.basename(f)}`]) : []
+  const later = building ? PLATFORM_TEST_FILES.flatMap((f) => ['--exclude', f]) : []
   const but = building ? ' (the platform tests after the build)' : ''
   const vitestCodes = []
   // The full runs: Node 22 and Node 24 (where `await using` is native syntax).
   const full = extra.length ? [] : Object.values(FULL_NODES).map((bin) => [versionOf(bin), bin])
   if (single) vitestCodes.push(await step(`vitest on Node ${versionOf(single)}`, single, [vitest, 'run', ...extra], env))
-  const alone = ALONE_FILES.flatMap((f) => ['--exclude', `**/${path.basename(f)}`])
+  const alone = ALONE_FILES.flatMap((f) => ['--exclude', f])
   for (const [version, bin] of full) {
     vitestCodes.push(await step(`vitest on Node ${version}${but}`, bin, [vitest, 'run', ...later, ...alone], env))
     vitestCodes.push(await step(`vitest on Node ${version}: ${ALONE_FILES.join(', ')}, alone`, bin, [vitest, 'run', ...ALONE_FILES], env))

@@ -1,4 +1,4 @@
-// Misuses the declarations must reject. __test__/types.test.mjs compiles this
+// Misuses the declarations must reject. __test__/unit/declarations.test.mjs compiles this
 // file and requires, for each line marked `// expect TSxxxx`, exactly that
 // error on that line, and no error anywhere else: a declaration loosened to
 // `any` (or an optional that should not be) makes a marked line compile.

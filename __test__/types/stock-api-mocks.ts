@@ -1,7 +1,7 @@
 // The tests of the backend in stock-api.ts, as a team writes them with vitest
 // against mongo-locks 3.2.0: mocks typed from the LockManager's own method,
 // spies on the prototype and on an instance, test doubles typed `Lock`.
-// Compiled by __test__/drop-in-types.test.mjs with stock-api.ts, against
+// Compiled by __test__/unit/drop-in-typecheck.test.mjs with stock-api.ts, against
 // stock and against this package: zero errors for both. Never run.
 import { ObjectId } from 'mongodb'
 import { LockManager, type Lock } from 'mongo-locks'

@@ -1,6 +1,6 @@
 // A backend's lock code, written against mongo-locks 3.2.0's declarations and
 // nothing else (its tests, with vitest mocks, are in stock-api-mocks.ts).
-// __test__/drop-in-types.test.mjs type-checks it (strict) with `mongo-locks`
+// __test__/unit/drop-in-typecheck.test.mjs type-checks it (strict) with `mongo-locks`
 // resolving to stock mongo-locks 3.2.0 and to this package installed under
 // that name (as `npm install mongo-locks@npm:mongo-locks-native` does), with
 // nodenext (ESM and CommonJS) and node10 resolution: every compile must give

@@ -1,5 +1,5 @@
 // The test locker as a TypeScript test uses it, type-checked (never run) by
-// __test__/types.test.mjs: it goes wherever a LockManager or the helpers'
+// __test__/unit/declarations.test.mjs: it goes wherever a LockManager or the helpers'
 // `{ lock }` is expected, and its own additions are typed.
 import { LockManager, LockLostError, acquireLock, requireLock, type Locker, type NativeLock } from 'mongo-locks-native'
 import { createTestLocker, type TestLocker, type TestLockerEvent, LockLostError as TestingLockLostError } from 'mongo-locks-native/testing'

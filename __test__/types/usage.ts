@@ -1,6 +1,6 @@
 // The package used the way Hapi backends (such as Defra's EPR LAPS Backend,
 // made from the Defra CDP Node.js backend template) use mongo-locks, type-checked
-// (never run) by __test__/types.test.mjs. `expectType<Exactly<…>>()` pins a
+// (never run) by __test__/unit/declarations.test.mjs. `expectType<Exactly<…>>()` pins a
 // type exactly, so a declaration loosened to `any` fails here too.
 import { server as hapiServer } from '@hapi/hapi'
 import type { Request, ResponseToolkit } from '@hapi/hapi'

@@ -4,7 +4,7 @@
 import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freshCollection, mongoUrl, runNode, node24, lib, sleep, eventually } from '../../../__test__/support.mjs'
+import { freshCollection, mongoUrl, runNode, node24, lib, sleep, eventually } from '../../../__test__/support/suite.mjs'
 import { createServer } from '../src/server.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
