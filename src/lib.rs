@@ -20,34 +20,15 @@
 //! - `stats`: the counters of `locker.stats()`
 //! - `values`: reading and describing JS values
 
-#[cfg(feature = "alloc-stats")]
-mod alloc_stats;
-mod aws;
-mod bridge;
 mod clock;
-mod config;
-mod connection;
-mod core;
+mod engine;
 mod errors;
-mod helpers;
-mod key;
-mod lock;
-mod logging;
-mod manager;
-mod monitor;
-mod refresh;
-mod rwlock;
-mod semaphore;
-mod signals;
-mod stats;
+mod js;
 mod store;
-mod trim;
-mod values;
-mod wait;
 
-pub use helpers::{acquire_lock, require_lock};
-pub use lock::NativeLock;
-pub use manager::LockManager;
+pub use js::helpers::{acquire_lock, require_lock};
+pub use js::lock::NativeLock;
+pub use js::manager::LockManager;
 
 /// The addon's Tokio runtime, given to napi-rs before it builds its default
 /// (one worker per core). One worker: every task of ours and of the driver

@@ -24,8 +24,8 @@ use napi::{UnknownRef, ValueType};
 use tokio::sync::Notify;
 
 use crate::errors::{lock_lost_error, LockError, LockResult};
-use crate::lock::LockState;
-use crate::values::{describe, ignoring_failure};
+use crate::js::lock::LockState;
+use crate::js::values::{describe, ignoring_failure};
 
 // ---------------------------------------------------------------- in
 

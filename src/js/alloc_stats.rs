@@ -108,7 +108,7 @@ pub fn alloc_stats() -> AllocStats {
     malloc_free_kept: m.1,
     malloc_mmapped: m.2,
     malloc_arena: m.3,
-    trims: crate::trim::trims() as u32,
+    trims: crate::engine::trim::trims() as u32,
     lock_future_bytes: LOCK_FUTURE_BYTES.load(Relaxed) as u32,
   }
 }
@@ -145,9 +145,9 @@ pub fn lock_sizes() -> LockSizes {
   use std::mem::size_of;
   use std::sync::Arc;
   LockSizes {
-    lock_state_arc: (size_of::<crate::lock::LockState>() + 2 * size_of::<usize>()) as u32,
-    held_entry: size_of::<(mongodb::bson::oid::ObjectId, Arc<crate::lock::LockState>)>() as u32,
-    native_lock: size_of::<crate::lock::NativeLock>() as u32,
+    lock_state_arc: (size_of::<crate::js::lock::LockState>() + 2 * size_of::<usize>()) as u32,
+    held_entry: size_of::<(mongodb::bson::oid::ObjectId, Arc<crate::js::lock::LockState>)>() as u32,
+    native_lock: size_of::<crate::js::lock::NativeLock>() as u32,
     bson: size_of::<mongodb::bson::Bson>() as u32,
   }
 }

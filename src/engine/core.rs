@@ -14,18 +14,18 @@ use tokio::time::{sleep, Instant};
 use tracing::Instrument;
 
 use crate::clock::{Mono, ServerClock, ServerNow};
-use crate::config::{Config, LockRequest};
-use crate::connection::EffectiveSettings;
+use crate::store::config::{Config, LockRequest};
+use crate::store::connection::EffectiveSettings;
 use crate::errors::{LockError, LockResult};
-use crate::key::key_text;
-use crate::lock::{LockState, Loss};
-use crate::logging::LogRoute;
-use crate::monitor::Monitor;
-use crate::refresh;
-use crate::signals::{notify_lost, Cancel, LostSink};
-use crate::stats::{Stats, Waiting};
-use crate::store::{Bound, Freed, Store, BATCH};
-use crate::wait::{jitter, Turn, Waiters};
+use crate::engine::key::key_text;
+use crate::js::lock::{LockState, Loss};
+use crate::js::logging::LogRoute;
+use crate::store::monitor::Monitor;
+use crate::engine::refresh;
+use crate::js::signals::{notify_lost, Cancel, LostSink};
+use crate::engine::stats::{Stats, Waiting};
+use crate::store::commands::{Bound, Freed, Store, BATCH};
+use crate::engine::wait::{jitter, Turn, Waiters};
 
 /// What one attempt at a key came to.
 pub enum Attempt {
@@ -189,7 +189,7 @@ impl Core {
   /// and counts and logs a server failure.
   /// While it runs, the call counts as in flight (see `trim`).
   pub async fn traced<T>(&self, fut: impl Future<Output = LockResult<T>>) -> LockResult<T> {
-    let _op = crate::trim::Op::enter();
+    let _op = crate::engine::trim::Op::enter();
     let res = fut.instrument(self.route.span()).await;
     match &res {
       Err(LockError::Server { message, .. }) => {

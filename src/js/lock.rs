@@ -9,10 +9,10 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use crate::clock::Mono;
-use crate::core::Core;
+use crate::engine::core::Core;
 use crate::errors::{to_napi, LockError};
-use crate::key::{action_to_js, HeldAction};
-use crate::signals;
+use crate::engine::key::{action_to_js, HeldAction};
+use crate::js::signals;
 
 /// What the manager and the JS object share about one lock. Its status goes
 /// from held to freed or lost once and never back.
@@ -227,12 +227,12 @@ pub struct NativeLock {
   state: Arc<LockState>,
   core: Arc<Core>,
   /// Counted until the GC finalizes this object (see `trim`).
-  _alive: crate::trim::Op,
+  _alive: crate::engine::trim::Op,
 }
 
 impl NativeLock {
   pub fn new(state: Arc<LockState>, core: Arc<Core>) -> Self {
-    NativeLock { state, core, _alive: crate::trim::Op::enter() }
+    NativeLock { state, core, _alive: crate::engine::trim::Op::enter() }
   }
 }
 
@@ -318,8 +318,8 @@ impl NativeLock {
     let (core, state) = (self.core.clone(), self.state.clone());
     let fut = async move { Ok(core.traced(Box::pin(core.release(&state))).await) };
     #[cfg(feature = "alloc-stats")]
-    crate::alloc_stats::note_size("free", &fut);
-    crate::bridge::spawn(env, fut, |env, res| {
+    crate::js::alloc_stats::note_size("free", &fut);
+    crate::js::bridge::spawn(env, fut, |env, res| {
       res.map_err(|e| to_napi(env, &e))
     })
   }
@@ -329,7 +329,7 @@ impl NativeLock {
   #[napi(ts_return_type = "Promise<boolean>")]
   pub fn refresh<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
     let (core, state) = (self.core.clone(), self.state.clone());
-    crate::bridge::spawn(env, async move { Ok(core.traced(core.refresh_one(&state)).await) }, |env, res| {
+    crate::js::bridge::spawn(env, async move { Ok(core.traced(core.refresh_one(&state)).await) }, |env, res| {
       res.map_err(|e| to_napi(env, &e))
     })
   }

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{interval_at, sleep, Instant, MissedTickBehavior};
 use tracing::Instrument;
 
-use crate::core::Core;
+use crate::engine::core::Core;
 
 const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(10);
 

@@ -6,10 +6,10 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi::ValueType;
 
-use crate::connection::ClientSettings;
-use crate::lock::Holder;
+use crate::store::connection::ClientSettings;
+use crate::js::lock::Holder;
 use crate::errors::{LockError, LockResult};
-use crate::values::describe;
+use crate::js::values::describe;
 
 /// `mongo-locks` keeps a lock 60 s past its last refresh…
 pub const DEFAULT_TTL_MS: u64 = 60_000;
@@ -40,7 +40,7 @@ pub struct Config {
   /// The application's client settings, laid over the URL's (see `connection`).
   pub client: Option<ClientSettings>,
   /// Where MONGODB-AWS credentials come from (JavaScript; see `aws`).
-  pub aws: Option<crate::aws::FromJs>,
+  pub aws: Option<crate::js::aws::FromJs>,
   /// Who this manager is, as recorded in its lock documents.
   pub holder: Holder,
 }
@@ -261,7 +261,7 @@ pub fn check_uri(uri: &str) -> LockResult<()> {
     Some(h) if !h.is_empty() => Ok(()),
     _ => Err(LockError::invalid(format!(
       "mongo-locks-native: malformed MongoDB connection string {:?}; expected mongodb://host[:port]/… or mongodb+srv://host/…",
-      crate::values::truncate(redact(uri), 120)
+      crate::js::values::truncate(redact(uri), 120)
     ))),
   }
 }

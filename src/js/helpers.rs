@@ -11,7 +11,7 @@ use napi::ValueType;
 use napi_derive::napi;
 
 use crate::errors::{to_napi, LockError};
-use crate::values::describe;
+use crate::js::values::describe;
 
 /// Calls `locker.lock(resource)`. Resolves to the lock, or to `null` after
 /// logging `Failed to acquire lock for ${resource}` with `logger.error`

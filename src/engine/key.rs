@@ -13,7 +13,7 @@ use napi::bindgen_prelude::*;
 use napi::ValueType;
 
 use crate::errors::{LockError, LockResult};
-use crate::values::{describe, is_plain_object};
+use crate::js::values::{describe, is_plain_object};
 
 /// The largest key we accept, measured as the BSON encoding of
 /// `{ action: key }`. MongoDB before 4.2 refused index keys over 1024 bytes;

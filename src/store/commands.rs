@@ -21,10 +21,10 @@ use mongodb::options::{
 use mongodb::{Client, Collection, IndexModel};
 
 use crate::clock::{self, Mono, Sample, ServerClock, ServerNow};
-use crate::connection::{self, EffectiveSettings, TlsFiles};
-use crate::config::{redact, Config, WriteConcernChoice};
+use crate::store::connection::{self, EffectiveSettings, TlsFiles};
+use crate::store::config::{redact, Config, WriteConcernChoice};
 use crate::errors::{describe_driver_error, is_duplicate_key, server_code, LockError, LockResult};
-use crate::monitor::{self, Monitor};
+use crate::store::monitor::{self, Monitor};
 
 /// Refresh and existence checks go to the server in batches of this many ids.
 pub const BATCH: usize = 1000;
@@ -203,7 +203,7 @@ impl Store {
   /// credentials were looked for.
   pub fn explain(config: &Config, settings: Option<&EffectiveSettings>, err: LockError) -> LockError {
     let err = name_credentials(err, settings);
-    crate::aws::explain(connection::explain(err, config.client.as_ref()), config.aws.as_ref())
+    crate::js::aws::explain(connection::explain(err, config.client.as_ref()), config.aws.as_ref())
   }
 
   async fn open(
@@ -302,7 +302,7 @@ impl Store {
     if let Some(settings) = &config.client {
       files = connection::apply(settings, options, files)?;
     }
-    crate::aws::provide(options, config.aws.as_ref());
+    crate::js::aws::provide(options, config.aws.as_ref());
     if let Some(timeout) = config.server_selection_timeout {
       options.server_selection_timeout = Some(timeout);
     }

@@ -24,7 +24,7 @@ use napi::threadsafe_function::ThreadsafeFunction;
 use napi_derive::napi;
 
 use crate::errors::LockError;
-use crate::values::describe;
+use crate::js::values::describe;
 
 /// What `aws-credentials.js` resolves to.
 #[napi(object, object_to_js = false)]

@@ -1,0 +1,16 @@
+//! The JavaScript surface: the classes and functions napi exports, and
+//! everything that reads, makes or calls JS values (options, keys,
+//! AbortSignals, loggers, promises, the AWS credential lookup, JS errors).
+//! May call `engine`, `store` and the shared bottom modules; nothing below
+//! calls back up here except through the traits they define.
+
+#[cfg(feature = "alloc-stats")]
+pub mod alloc_stats;
+pub mod aws;
+pub mod bridge;
+pub mod helpers;
+pub mod lock;
+pub mod logging;
+pub mod manager;
+pub mod signals;
+pub mod values;
