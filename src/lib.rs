@@ -24,6 +24,9 @@ mod clock;
 mod engine;
 mod errors;
 mod js;
+mod random;
+#[cfg(test)]
+mod layers;
 mod store;
 
 pub use js::helpers::{acquire_lock, require_lock};

@@ -18,14 +18,13 @@ use crate::store::config::{Config, LockRequest};
 use crate::store::connection::EffectiveSettings;
 use crate::errors::{LockError, LockResult};
 use crate::engine::key::key_text;
-use crate::js::lock::{LockState, Loss};
-use crate::js::logging::LogRoute;
+use crate::engine::held::{LockState, Loss};
 use crate::store::monitor::Monitor;
-use crate::engine::refresh;
-use crate::js::signals::{notify_lost, Cancel, LostSink};
+use crate::engine::refresh::{self, Duties};
 use crate::engine::stats::{Stats, Waiting};
 use crate::store::commands::{Bound, Freed, Store, BATCH};
-use crate::engine::wait::{jitter, Turn, Waiters};
+use crate::engine::wait::{Cancel, Turn, Waiters};
+use crate::random::jitter;
 
 /// What one attempt at a key came to.
 pub enum Attempt {
@@ -104,6 +103,19 @@ const URGENT_POLL: Duration = Duration::from_millis(10);
 /// (another round that landed may have moved them on).
 const DEADLINE_POLL: Duration = Duration::from_millis(250);
 
+/// What the engine tells the layer that made it, which holds the
+/// manager's logger and its lost-lock watchers (`js` implements it): the
+/// engine calls up through this, never by importing `js`.
+pub trait Outlet: Send + Sync {
+  /// The span every operation of this manager runs in (the same one each
+  /// time): its log events reach the manager's logger.
+  fn span(&self) -> tracing::Span;
+
+  /// `state` was just marked lost, for `reason`: tell whoever watches it
+  /// (its `signal`, its `onLost`). Called from any thread; must not block.
+  fn lost(&self, state: &LockState, reason: &'static str);
+}
+
 pub struct Core {
   pub config: Config,
   store: OnceCell<Store>,
@@ -118,8 +130,7 @@ pub struct Core {
   pub stats: Stats,
   pub clock: ServerClock,
   waiters: Waiters,
-  lost: Option<Arc<LostSink>>,
-  route: LogRoute,
+  outlet: Box<dyn Outlet>,
   /// What the last connection attempt tried (`locker.settings` while it
   /// cannot connect: the first thing to look at then); planned at
   /// construction, before any attempt.
@@ -155,9 +166,10 @@ struct Connecting {
 }
 
 impl Core {
-  pub fn start(config: Config, route: LogRoute, lost: Option<Arc<LostSink>>) -> Arc<Core> {
+  pub fn start(config: Config, outlet: Box<dyn Outlet>) -> Arc<Core> {
     let (stop, stopped) = watch::channel(false);
-    let span = route.span();
+    let span = outlet.span();
+    let (period, ttl) = (config.refresh, config.ttl);
     let planned = Store::plan(&config);
     let core = Arc::new(Core {
       config,
@@ -170,8 +182,7 @@ impl Core {
       stats: Stats::default(),
       clock: ServerClock::default(),
       waiters: Waiters::default(),
-      lost,
-      route,
+      outlet,
       tried: Mutex::new(planned),
       connecting: tokio::sync::Mutex::new(Connecting::default()),
       fail_next_hand_over: AtomicBool::new(false),
@@ -181,7 +192,7 @@ impl Core {
       slow_refresh: AtomicBool::new(false),
       last_round_ms: std::sync::atomic::AtomicU64::new(0),
     });
-    refresh::spawn(Arc::downgrade(&core), stopped, span);
+    refresh::spawn(Arc::downgrade(&core), period, ttl, stopped, span);
     core
   }
 
@@ -190,7 +201,7 @@ impl Core {
   /// While it runs, the call counts as in flight (see `trim`).
   pub async fn traced<T>(&self, fut: impl Future<Output = LockResult<T>>) -> LockResult<T> {
     let _op = crate::engine::trim::Op::enter();
-    let res = fut.instrument(self.route.span()).await;
+    let res = fut.instrument(self.outlet.span()).await;
     match &res {
       Err(LockError::Server { message, .. }) => {
         Stats::bump(&self.stats.errors);
@@ -217,7 +228,7 @@ impl Core {
       }
       *logged = Some((cause, answers));
     }
-    let _enter = self.route.span().entered();
+    let _enter = self.outlet.span().entered();
     if warn {
       tracing::warn!(target: "mongo_locks_native", "{message}; lock() will try again");
     } else {
@@ -231,13 +242,13 @@ impl Core {
     if logged.as_ref().is_some_and(|(_, n)| *n != self.monitor.answers()) {
       *logged = None;
       drop(logged);
-      let _enter = self.route.span().entered();
+      let _enter = self.outlet.span().entered();
       tracing::info!(target: "mongo_locks_native", "the server answers again");
     }
   }
 
   pub fn span(&self) -> tracing::Span {
-    self.route.span()
+    self.outlet.span()
   }
 
   /// The connection, made on first use (see `connect`).
@@ -846,11 +857,9 @@ impl Core {
     }
     Stats::bump(&self.stats.lost);
     self.stats.hold.observe(Mono::now().since(state.acquired_at()));
-    let _enter = self.route.span().entered();
+    let _enter = self.outlet.span().entered();
     tracing::error!(target: "mongo_locks_native", action = %state.action.text(), reason, "lock lost");
-    if let Some(sink) = &self.lost {
-      notify_lost(sink, state, reason);
-    }
+    self.outlet.lost(state, reason);
   }
 
   /// The synchronous half of `close()`: from now on no new work starts and
@@ -911,9 +920,33 @@ impl Core {
       _ => Ok(()),
     }
   }
+}
 
-  pub fn refresh_period(&self) -> Duration {
-    self.config.refresh
+/// The background task's view of its manager (see `refresh`).
+impl Duties for Core {
+  fn next_deadline(&self) -> Option<Mono> {
+    Core::next_deadline(self)
+  }
+
+  fn last_round_trip(&self) -> Duration {
+    Core::last_round_trip(self)
+  }
+
+  // traced() logs and counts a failure; the next tick tries again.
+  async fn refresh_round(self: Arc<Self>) {
+    let _ = self.traced(self.refresh_all()).await;
+  }
+
+  async fn sync_clock_round(self: Arc<Self>) {
+    let _ = self.traced(self.sync_clock()).await;
+  }
+
+  fn expire_overdue(&self) {
+    Core::expire_overdue(self)
+  }
+
+  fn span(&self) -> tracing::Span {
+    Core::span(self)
   }
 }
 

@@ -5,6 +5,7 @@
 //! modules (`errors`, `clock`), never `js`.
 
 pub mod core;
+pub mod held;
 pub mod key;
 pub mod refresh;
 pub mod rwlock;

@@ -20,7 +20,7 @@ use mongodb::bson::{doc, Bson};
 use crate::store::config::LockRequest;
 use crate::engine::core::{Attempt, Claim, Core};
 use crate::errors::LockResult;
-use crate::js::lock::LockState;
+use crate::engine::held::LockState;
 use crate::engine::semaphore::Semaphore;
 use crate::store::commands::Store;
 

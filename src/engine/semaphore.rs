@@ -32,7 +32,7 @@ use crate::store::config::LockRequest;
 use crate::engine::core::{Attempt, Claim, Core};
 use crate::errors::LockResult;
 use crate::store::commands::{Occupied, Store};
-use crate::engine::wait::jitter;
+use crate::random::jitter;
 
 /// The largest `limit` (and `maxReaders`): each attempt reads every slot
 /// with one `$in` query.

@@ -22,7 +22,7 @@
 //! one command per attempt instead of two.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::{Acquire, Relaxed, Release}};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,20 +42,6 @@ pub const TAKEOVER_CHECK_EVERY: Duration = Duration::from_millis(100);
 pub fn backoff(attempt: u32, random: f64) -> Duration {
   let base = FIRST_BACKOFF.saturating_mul(1u32 << attempt.min(16)).min(MAX_BACKOFF);
   base.mul_f64(0.5 + random.clamp(0.0, 1.0) / 2.0)
-}
-
-/// A cheap random number in [0, 1) for jitter (xorshift; not for secrets).
-pub fn jitter() -> f64 {
-  static STATE: AtomicU64 = AtomicU64::new(0);
-  let mut x = STATE.load(Relaxed);
-  if x == 0 {
-    x = crate::clock::wall_ms() as u64 ^ 0x9E37_79B9_7F4A_7C15 ^ (std::process::id() as u64) << 32;
-  }
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  STATE.store(x, Relaxed);
-  (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Per-key wake-ups and polling for the waiters of this process.
@@ -171,6 +157,36 @@ impl Drop for WaitTicket<'_> {
   }
 }
 
+/// Set once when the caller's signal aborts.
+#[derive(Default)]
+pub struct Cancel {
+  fired: AtomicBool,
+  notify: Notify,
+}
+
+impl Cancel {
+  /// Called when the caller's signal aborts (see `js::signals`).
+  pub fn fire(&self) {
+    self.fired.store(true, Release);
+    self.notify.notify_waiters();
+  }
+
+  pub fn is_fired(&self) -> bool {
+    self.fired.load(Acquire)
+  }
+
+  /// Resolves once fired (at once if it already was).
+  pub async fn cancelled(&self) {
+    loop {
+      let notified = self.notify.notified();
+      if self.is_fired() {
+        return;
+      }
+      notified.await;
+    }
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -182,13 +198,6 @@ mod tests {
     assert_eq!(backoff(3, 1.0), Duration::from_millis(40));
     assert_eq!(backoff(20, 1.0), MAX_BACKOFF);
     assert_eq!(backoff(0, 0.0), Duration::from_micros(2500));
-  }
-
-  #[test]
-  fn jitter_stays_in_range_and_varies() {
-    let samples: Vec<f64> = (0..100).map(|_| jitter()).collect();
-    assert!(samples.iter().all(|x| (0.0..1.0).contains(x)));
-    assert!(samples.windows(2).any(|w| w[0] != w[1]));
   }
 
   #[test]

@@ -127,31 +127,6 @@ pub fn malloc_trim_now() -> bool {
   }
 }
 
-/// Hidden (`alloc-stats` builds only): `size_of` of what each held lock
-/// keeps, to tell apart the allocations counted per lock.
-#[napi(object)]
-pub struct LockSizes {
-  /// `ArcInner<LockState>`: the shared state (two counters + the struct).
-  pub lock_state_arc: u32,
-  /// One `(ObjectId, Arc<LockState>)` entry of the held map (plus one control byte).
-  pub held_entry: u32,
-  /// The Rust value a JS `Lock` wraps (napi-rs boxes it).
-  pub native_lock: u32,
-  pub bson: u32,
-}
-
-#[napi(js_name = "__lockSizes", skip_typescript)]
-pub fn lock_sizes() -> LockSizes {
-  use std::mem::size_of;
-  use std::sync::Arc;
-  LockSizes {
-    lock_state_arc: (size_of::<crate::js::lock::LockState>() + 2 * size_of::<usize>()) as u32,
-    held_entry: size_of::<(mongodb::bson::oid::ObjectId, Arc<crate::js::lock::LockState>)>() as u32,
-    native_lock: size_of::<crate::js::lock::NativeLock>() as u32,
-    bson: size_of::<mongodb::bson::Bson>() as u32,
-  }
-}
-
 /// Sizes of named futures, noted where they are made (`note_size`).
 static FUTURE_SIZES: std::sync::Mutex<std::collections::BTreeMap<&'static str, u32>> =
   std::sync::Mutex::new(std::collections::BTreeMap::new());

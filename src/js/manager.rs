@@ -10,20 +10,24 @@ use napi::ValueType;
 use napi_derive::napi;
 use tracing::Instrument;
 
-use crate::store::config::{
-  options_object, read_lock_options, read_options, Config, LockRequest, RawOptions, CONNECT_OPTIONS,
-  CONSTRUCTOR_OPTIONS, DEFAULT_COLLECTION,
+use crate::js::options::{
+  options_object, read_lock_options, read_options, CONNECT_OPTIONS, CONSTRUCTOR_OPTIONS,
 };
+use crate::store::config::{Config, LockRequest, RawOptions, DEFAULT_COLLECTION};
 use crate::store::connection::{ClientSettings, EffectiveSettings};
-use crate::engine::core::Core;
+use crate::engine::core::{Core, Outlet};
+use crate::engine::wait::Cancel;
 use crate::engine::rwlock::{Read, RwLock, Write};
 use crate::engine::semaphore::{Semaphore, MAX_LIMIT};
-use crate::errors::{rejected, to_napi, LockError, LockResult};
-use crate::engine::key::action_from_js;
-use crate::js::lock::{Holder, LockState, NativeLock};
+use crate::errors::{LockError, LockResult};
+use crate::js::errors::{rejected, to_napi};
+use crate::js::key::action_from_js;
+use crate::engine::held::LockState;
+use crate::js::lock::NativeLock;
+use crate::store::config::Holder;
 use crate::engine::stats::MetricsSnapshot;
 use crate::js::logging::{sink_from_js, LogRoute};
-use crate::js::signals::{self, Cancel, Incoming, SignalHook};
+use crate::js::signals::{self, Incoming, LostSink, SignalHook};
 use crate::engine::stats::LockStats;
 use crate::js::values::describe;
 
@@ -561,7 +565,24 @@ fn start(env: &Env, mut config: Config, options: Option<&Unknown>, hidden: Hidde
   };
   let lost = signals::lost_sink(env)
     .map_err(|e| LockError::invalid(format!("mongo-locks-native: could not set up lost-lock signals: {}", e.reason)))?;
-  Ok(Core::start(config, LogRoute::new(sink), Some(lost)))
+  Ok(Core::start(config, Box::new(JsOutlet { route: LogRoute::new(sink), lost })))
+}
+
+/// What a manager's core tells JavaScript (see `engine::core::Outlet`):
+/// its log events go to its logger, its lost locks to their watchers.
+struct JsOutlet {
+  route: LogRoute,
+  lost: Arc<LostSink>,
+}
+
+impl Outlet for JsOutlet {
+  fn span(&self) -> tracing::Span {
+    self.route.span()
+  }
+
+  fn lost(&self, state: &LockState, reason: &'static str) {
+    signals::notify_lost(&self.lost, state, reason);
+  }
 }
 
 /// The options of one lock call, read on the JS thread.
@@ -630,7 +651,7 @@ impl Call {
       Err(LockError::Aborted) => {
         let reason = match reason {
           Some(r) => r,
-          None => crate::errors::js_error(env, &LockError::Aborted)?,
+          None => crate::js::errors::js_error(env, &LockError::Aborted)?,
         };
         let promise: PromiseRaw<Unknown> = PromiseRaw::reject(env, reason)?;
         Ok(Either::B(unsafe { Unknown::from_raw_unchecked(env.raw(), promise.raw()) }))

@@ -8,9 +8,12 @@
 pub mod alloc_stats;
 pub mod aws;
 pub mod bridge;
+pub mod errors;
 pub mod helpers;
+pub mod key;
 pub mod lock;
 pub mod logging;
 pub mod manager;
+pub mod options;
 pub mod signals;
 pub mod values;

@@ -64,7 +64,7 @@ pub struct Store {
   pub settings: EffectiveSettings,
   /// CA and client-key files rustls reads; removed on shutdown.
   files: std::sync::Mutex<Option<TlsFiles>>,
-  /// `holder` of every lock document we write (see `lock::Holder`), in
+  /// `holder` of every lock document we write (see `config::Holder`), in
   /// BSON bytes made once: each insert copies them instead of cloning a
   /// `Document` (a map and eight strings) per lock.
   holder: RawDocumentBuf,
@@ -203,7 +203,7 @@ impl Store {
   /// credentials were looked for.
   pub fn explain(config: &Config, settings: Option<&EffectiveSettings>, err: LockError) -> LockError {
     let err = name_credentials(err, settings);
-    crate::js::aws::explain(connection::explain(err, config.client.as_ref()), config.aws.as_ref())
+    crate::store::aws::explain(connection::explain(err, config.client.as_ref()), config.aws.as_ref())
   }
 
   async fn open(
@@ -302,7 +302,7 @@ impl Store {
     if let Some(settings) = &config.client {
       files = connection::apply(settings, options, files)?;
     }
-    crate::js::aws::provide(options, config.aws.as_ref());
+    crate::store::aws::provide(options, config.aws.as_ref());
     if let Some(timeout) = config.server_selection_timeout {
       options.server_selection_timeout = Some(timeout);
     }

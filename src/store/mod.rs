@@ -3,6 +3,7 @@
 //! and every command a lock needs. Knows nothing of JavaScript or napi
 //! calls; may call only the shared bottom modules (`errors`, `clock`).
 
+pub mod aws;
 pub mod commands;
 pub mod config;
 pub mod connection;
