@@ -263,4 +263,33 @@ mod tests {
     assert!(lost.is_lost() && !lost.is_flagged());
     assert_eq!(lost.lost_why(), Some(Loss::Expired.reason()));
   }
+
+  #[test]
+  fn a_lock_counts_as_lost_from_its_deadline_on() {
+    let deadline = Mono::now().plus(std::time::Duration::from_secs(10));
+    let held = LockState::new(ObjectId::new(), &Bson::Int32(1), None, None, deadline, None, None);
+    assert!(!held.overdue(deadline.minus(std::time::Duration::from_nanos(1))));
+    assert!(held.overdue(deadline));
+    assert!(held.overdue(deadline.plus(std::time::Duration::from_secs(1))));
+  }
+
+  #[test]
+  fn a_refresh_moves_the_deadline_later_never_earlier() {
+    let deadline = Mono::now().plus(std::time::Duration::from_secs(10));
+    let held = LockState::new(ObjectId::new(), &Bson::Int32(1), None, None, deadline, None, None);
+    held.extend(deadline.minus(std::time::Duration::from_secs(5)));
+    assert_eq!(held.deadline(), deadline, "a round that landed late does not shorten it");
+    let later = deadline.plus(std::time::Duration::from_secs(10));
+    held.extend(later);
+    assert_eq!(held.deadline(), later);
+  }
+
+  #[test]
+  fn max_hold_ends_the_refreshing_at_its_instant() {
+    let now = Mono::now();
+    let until = now.plus(std::time::Duration::from_secs(30));
+    let held = LockState::new(ObjectId::new(), &Bson::Int32(1), None, None, now, Some(until), None);
+    assert!(held.wants_refresh(until.minus(std::time::Duration::from_nanos(1))));
+    assert!(!held.wants_refresh(until));
+  }
 }

@@ -201,6 +201,31 @@ mod tests {
   }
 
   #[test]
+  fn jitter_keeps_a_pause_between_half_and_all_of_its_step() {
+    for attempt in [0, 1, 4, 6, 30] {
+      let step = FIRST_BACKOFF.saturating_mul(1 << attempt.min(16)).min(MAX_BACKOFF);
+      for random in [0.0, 0.25, 0.5, 0.999] {
+        let pause = backoff(attempt, random);
+        assert!(pause >= step / 2 && pause < step, "attempt {attempt}, random {random}: {pause:?} of {step:?}");
+      }
+    }
+  }
+
+  #[test]
+  fn a_random_factor_out_of_range_is_clamped() {
+    assert_eq!(backoff(2, -3.0), backoff(2, 0.0));
+    assert_eq!(backoff(2, 7.0), backoff(2, 1.0));
+  }
+
+  #[test]
+  fn backoff_grows_until_its_cap_and_stays_there() {
+    let pauses: Vec<Duration> = (0..12).map(|a| backoff(a, 1.0)).collect();
+    assert!(pauses.windows(2).all(|w| w[0] <= w[1]), "{pauses:?}");
+    assert_eq!(pauses[6], MAX_BACKOFF, "5 ms doubled six times passes 250 ms");
+    assert_eq!(backoff(u32::MAX, 1.0), MAX_BACKOFF);
+  }
+
+  #[test]
   fn waiters_are_counted_and_forgotten() {
     let w = Waiters::default();
     let a = w.enter("k".into(), true);
