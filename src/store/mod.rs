@@ -1,7 +1,9 @@
-//! MongoDB: the manager's settings, the connection (the application's
-//! client settings laid over the URL's), the driver's server monitoring,
-//! and every command a lock needs. Knows nothing of JavaScript or napi
-//! calls; may call only the shared bottom modules (`errors`, `clock`).
+//! MongoDB: the manager's settings (`config`), the connection (the
+//! application's client settings laid over the URL's), the driver's server
+//! monitoring, the MONGODB-AWS credential provider, and every command a
+//! lock needs. Knows nothing of JavaScript and makes no napi call (its only
+//! napi is the `#[napi(object)]` derive on settings JS reads as they are).
+//! May call only the shared bottom modules (`errors`, `clock`, `random`).
 
 pub mod aws;
 pub mod commands;
