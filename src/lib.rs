@@ -20,6 +20,8 @@
 //!   - `alloc_stats`: allocation counts (cargo feature `alloc-stats` only)
 //! - `engine/`: the locks this process holds; no JS values
 //!   - `core`: `Core`: acquire (and wait for any `Claim`), takeover, release, refresh, loss, close
+//!   - `connect`: the connection a manager's calls share, one attempt at a time
+//!   - `flights`: work in flight, which `close()` lets finish
 //!   - `held`: `LockState`, a held lock's state, and `Loss`, why it was lost
 //!   - `refresh`: the one background task per manager (refresh rounds, loss deadlines)
 //!   - `wait`: backoff, in-process wake-ups for waiters, a caller's `Cancel`
@@ -30,6 +32,8 @@
 //!   - `trim`: giving memory back to the system after a burst
 //! - `store/`: MongoDB; knows nothing of JavaScript
 //!   - `commands`: every MongoDB operation (connect, indexes, insert, takeover…)
+//!   - `bound`: the bound on each server operation, and what to say when it ends one
+//!   - `written`: the documents a manager wrote that may still be live
 //!   - `config`: settings, defaults and their checks; `Holder`
 //!   - `connection`: the application's client settings laid over the URL's
 //!   - `monitor`: what the driver's server monitoring saw: why no server could be used

@@ -25,7 +25,8 @@ use crate::engine::stats::{Stats, Waiting};
 use crate::engine::wait::{Cancel, Turn, Waiters};
 use crate::errors::{LockError, LockResult};
 use crate::random::jitter;
-use crate::store::commands::{Bound, Freed, Store, BATCH};
+use crate::store::bound::Bound;
+use crate::store::commands::{Freed, Store, BATCH};
 use crate::store::config::{Config, LockRequest};
 use crate::store::connection::EffectiveSettings;
 

@@ -20,6 +20,9 @@
 //! most every `TAKEOVER_CHECK_EVERY` per process: a holder that died is
 //! taken over up to that much later than its expiry, and a held key costs
 //! one command per attempt instead of two.
+//!
+//! A caller's `Cancel` (its AbortSignal, hooked by `js::signals`) ends a
+//! wait between attempts, never during one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::{Acquire, Relaxed, Release}};
