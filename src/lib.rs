@@ -1,53 +1,65 @@
 //! mongo-locks-native: distributed locks stored in MongoDB, with the
 //! MongoDB work in Rust and a `mongo-locks`-compatible JavaScript surface.
 //!
-//! - `manager`: the `LockManager` class: arguments in, locks and errors out
-//! - `core`: the engine: acquire (and wait), release, refresh, loss, close
-//! - `lock`: the `Lock` class
-//! - `store`: every MongoDB operation (connect, indexes, insert, takeover…)
-//! - `refresh`: the one background task per manager (refresh, loss deadlines)
-//! - `signals`: AbortSignals in (cancel a wait) and out (`lock.signal`, `onLost`)
-//! - `wait`: backoff and in-process wake-ups for waiters
-//! - `key`: lock keys, from JS to the stored `action` and back
-//! - `config`: options, defaults and their checks
-//! - `connection`: the application's client settings laid over the URL's
-//! - `monitor`: what the driver's server monitoring saw: why no server could be used
-//! - `aws`: MONGODB-AWS credentials, asked of JavaScript at each login
-//! - `clock`: the server's clock, estimated from `hello`
-//! - `helpers`: `acquireLock` / `requireLock`
-//! - `errors`: failures and the JS errors they become
-//! - `logging`: `tracing` events to the JS `logger` of their manager
-//! - `stats`: the counters of `locker.stats()`
-//! - `values`: reading and describing JS values
+//! Three layers; imports point down only (js -> engine -> store -> the
+//! shared bottom modules), and no module is in a circle (`layers` checks
+//! both in `cargo test`).
+//!
+//! - `js/`: the JavaScript surface, everything napi exports or calls
+//!   - `manager`: the `LockManager` class: arguments in, locks and errors out
+//!   - `lock`: the `NativeLock` class (`Lock` in the types)
+//!   - `helpers`: `acquireLock` / `requireLock`
+//!   - `options`: reading a manager's and a call's options from JS objects
+//!   - `key`: lock keys from a JS value to the stored `action`, and back
+//!   - `signals`: AbortSignals in (cancel a wait) and out (`lock.signal`, `onLost`)
+//!   - `logging`: `tracing` events to the JS `logger` of their manager
+//!   - `errors`: the JS errors each failure becomes
+//!   - `bridge`: from a Tokio task back to a JS promise
+//!   - `values`: reading and describing JS values
+//!   - `aws`: MONGODB-AWS credentials, asked of JavaScript at each login
+//!   - `alloc_stats`: allocation counts (cargo feature `alloc-stats` only)
+//! - `engine/`: the locks this process holds; no JS values
+//!   - `core`: `Core`: acquire (and wait for any `Claim`), takeover, release, refresh, loss, close
+//!   - `connect`: the connection a manager's calls share, one attempt at a time
+//!   - `flights`: work in flight, which `close()` lets finish
+//!   - `held`: `LockState`, a held lock's state, and `Loss`, why it was lost
+//!   - `refresh`: the one background task per manager (refresh rounds, loss deadlines)
+//!   - `wait`: backoff, in-process wake-ups for waiters, a caller's `Cancel`
+//!   - `semaphore`: a semaphore's permits as slot documents, and its claim
+//!   - `rwlock`: a read/write lock's read and write claims
+//!   - `key`: the stored `action` of a key, and its checks
+//!   - `stats`: the counters of `locker.stats()` and `locker.metrics()`
+//!   - `trim`: giving memory back to the system after a burst
+//! - `store/`: MongoDB; knows nothing of JavaScript
+//!   - `commands`: every MongoDB operation (connect, indexes, insert, takeover…)
+//!   - `bound`: the bound on each server operation, and what to say when it ends one
+//!   - `written`: the documents a manager wrote that may still be live
+//!   - `config`: settings, defaults and their checks; `Holder`
+//!   - `connection`: the application's client settings laid over the URL's
+//!   - `monitor`: what the driver's server monitoring saw: why no server could be used
+//!   - `aws`: the MONGODB-AWS credential provider given to the driver
+//! - shared bottom modules, used by every layer:
+//!   - `errors`: what can go wrong (`LockError`), in words a user can act on
+//!   - `clock`: the monotonic clock, and the server's clock estimated from `hello`
+//!   - `random`: a cheap random number for jitter
 
-#[cfg(feature = "alloc-stats")]
-mod alloc_stats;
-mod aws;
-mod bridge;
 mod clock;
-mod config;
-mod connection;
-mod core;
+mod engine;
 mod errors;
-mod helpers;
-mod key;
-mod lock;
-mod logging;
-mod manager;
-mod monitor;
-mod refresh;
-mod rwlock;
-mod semaphore;
-mod signals;
-mod stats;
+mod js;
+mod random;
+#[cfg(test)]
+mod layers;
 mod store;
-mod trim;
-mod values;
-mod wait;
 
-pub use helpers::{acquire_lock, require_lock};
-pub use lock::NativeLock;
-pub use manager::LockManager;
+pub use engine::core::{Attempt, Claim, Core};
+pub use engine::held::{LockState, Loss};
+pub use errors::{LockError, LockResult};
+pub use js::helpers::{acquire_lock, require_lock};
+pub use js::lock::NativeLock;
+pub use js::manager::LockManager;
+pub use store::commands::Store;
+pub use store::config::{Config, Holder};
 
 /// The addon's Tokio runtime, given to napi-rs before it builds its default
 /// (one worker per core). One worker: every task of ours and of the driver

@@ -14,49 +14,20 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use mongodb::bson::oid::ObjectId;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{UnknownRef, ValueType};
-use tokio::sync::Notify;
 
-use crate::errors::{lock_lost_error, LockError, LockResult};
-use crate::lock::LockState;
-use crate::values::{describe, ignoring_failure};
+use crate::errors::{LockError, LockResult};
+use crate::js::errors::lock_lost_error;
+use crate::engine::held::LockState;
+use crate::engine::wait::Cancel;
+use crate::js::values::{describe, ignoring_failure};
 
 // ---------------------------------------------------------------- in
-
-/// Set once when the caller's signal aborts.
-#[derive(Default)]
-pub struct Cancel {
-  fired: AtomicBool,
-  notify: Notify,
-}
-
-impl Cancel {
-  fn fire(&self) {
-    self.fired.store(true, Ordering::Release);
-    self.notify.notify_waiters();
-  }
-
-  pub fn is_fired(&self) -> bool {
-    self.fired.load(Ordering::Acquire)
-  }
-
-  /// Resolves once fired (at once if it already was).
-  pub async fn cancelled(&self) {
-    loop {
-      let notified = self.notify.notified();
-      if self.is_fired() {
-        return;
-      }
-      notified.await;
-    }
-  }
-}
 
 // JS references held across calls are `ManuallyDrop`: they are released
 // explicitly on the JS thread, and one still held when the process exits

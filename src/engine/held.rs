@@ -1,18 +1,14 @@
-//! A held lock, as JavaScript sees it.
+//! A held lock's state, shared by the engine and the lock's JS object:
+//! held, then freed or lost (and why) once, its deadline, and what `free()`
+//! must still delete.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
 
 use mongodb::bson::{oid::ObjectId, Bson, DateTime};
-use napi::bindgen_prelude::*;
-use napi_derive::napi;
 
 use crate::clock::Mono;
-use crate::core::Core;
-use crate::errors::{to_napi, LockError};
-use crate::key::{action_to_js, HeldAction};
-use crate::signals;
+use crate::engine::key::HeldAction;
 
 /// What the manager and the JS object share about one lock. Its status goes
 /// from held to freed or lost once and never back.
@@ -55,10 +51,15 @@ pub struct LockState {
 }
 
 const HELD: u8 = 0;
+
 const FREED: u8 = 1;
+
 const LOST_GONE: u8 = 2;
+
 const LOST_EXPIRED: u8 = 3;
+
 const NO_TOKEN: i64 = i64::MIN;
+
 const NO_MIN_HOLD: i64 = i64::MIN;
 
 /// Why a held lock stopped being ours.
@@ -200,141 +201,6 @@ impl LockState {
   }
 }
 
-/// Who holds a lock: recorded in every lock document this package writes
-/// (as `holder`, beside the fields `mongo-locks` reads), so that "who holds
-/// this key?" has an answer. Documents of `mongo-locks` clients have none.
-#[napi(object)]
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Holder {
-  /// The machine's host name.
-  pub host: String,
-  /// The process id.
-  pub pid: u32,
-  /// The application: the manager's `appName` option, else the connection's
-  /// `appName`, else the name in the application's package.json.
-  pub app: String,
-  /// The id of the `LockManager` (hex), unique per manager.
-  pub manager: String,
-}
-
-/// A lock held by this process. Free it with `free()` in a `finally`, or
-/// with `await using`, which calls `free()` through `Symbol.asyncDispose`.
-/// Exported as `NativeLock`, and as `Lock` for `instanceof` (index.js): in
-/// the types, `Lock` is the shape `mongo-locks` declares, and this class
-/// is that shape with more.
-#[napi]
-pub struct NativeLock {
-  state: Arc<LockState>,
-  core: Arc<Core>,
-  /// Counted until the GC finalizes this object (see `trim`).
-  _alive: crate::trim::Op,
-}
-
-impl NativeLock {
-  pub fn new(state: Arc<LockState>, core: Arc<Core>) -> Self {
-    NativeLock { state, core, _alive: crate::trim::Op::enter() }
-  }
-}
-
-#[napi]
-impl NativeLock {
-  /// True while this process holds the lock: false after `free()`, after
-  /// `close()`, or once the lock is lost (its document gone, or its expiry
-  /// passed without a successful refresh). Turns false when `signal` aborts.
-  ///
-  /// Exact when read: a lock whose deadline has passed reads `false` at
-  /// once (and its `signal` aborts), even if the process was paused and no
-  /// background work has run since.
-  #[napi(getter)]
-  pub fn locked(&self) -> bool {
-    self.core.check(&self.state)
-  }
-
-  /// Setting `false` stops refreshing this lock, as in `mongo-locks`: it
-  /// then expires one ttl after its last refresh, and `free()` resolves
-  /// `false` without deleting it; its `signal` does not abort and `onLost`
-  /// is not called. Setting `true` on a held lock does nothing; on a lock
-  /// no longer held it throws a `TypeError` (a lock cannot be taken back by
-  /// assignment).
-  #[napi(setter, ts_args_type = "value: boolean")]
-  pub fn set_locked(&self, env: &Env, value: Unknown) -> Result<()> {
-    let truthy: Function<Unknown, bool> = env.get_global()?.get_named_property("Boolean")?;
-    if truthy.call(value)? {
-      if self.core.check(&self.state) {
-        return Ok(());
-      }
-      let message = "mongo-locks-native: lock.locked = true cannot take back a lock that is no longer held; call lock() again";
-      return Err(to_napi(env, &LockError::invalid(message)));
-    }
-    self.core.abandon(&self.state);
-    signals::forget(env, &self.state.id);
-    Ok(())
-  }
-
-  /// Aborts with a `LockLostError` when the lock is lost: a refresh found
-  /// its document gone or owned by someone else, or its expiry passed
-  /// without a successful refresh (server unreachable, or `maxHoldMs`
-  /// reached). Never aborts for a lock that was freed normally.
-  #[napi(getter, ts_return_type = "AbortSignal")]
-  pub fn signal<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
-    self.core.check(&self.state);
-    signals::signal_for(env, &self.state)
-  }
-
-  /// The fencing token, when the lock was taken with `{ fencing: true }`:
-  /// strictly increasing per key across every holder in every process.
-  /// Pass it to the storage you write to and have it refuse older tokens.
-  #[napi(getter)]
-  pub fn fencing_token(&self) -> Option<BigInt> {
-    self.state.fencing_token().map(BigInt::from)
-  }
-
-  /// The stored key: the key given to `lock()`, with arrays wrapped as
-  /// `{ _key_array: key }` exactly as `mongo-locks` stores them.
-  #[napi(getter, ts_return_type = "unknown")]
-  pub fn action<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
-    action_to_js(env, &self.state.action.to_bson())
-  }
-
-  /// Who holds it: this process (host, pid, application, manager id), as
-  /// recorded in the lock document.
-  #[napi(getter)]
-  pub fn holder(&self) -> Holder {
-    self.core.config.holder.clone()
-  }
-
-  /// The hex string of the lock document's `_id`.
-  #[napi(getter)]
-  pub fn id(&self) -> String {
-    self.state.id.to_hex()
-  }
-
-  /// Releases the lock. Resolves `true` if this call deleted the lock
-  /// document; `false` if the lock was already freed or lost (a lost lock's
-  /// `free()` deletes only our own document, never a new holder's).
-  #[napi(ts_return_type = "Promise<boolean>")]
-  pub fn free<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
-    signals::forget(env, &self.state.id);
-    let (core, state) = (self.core.clone(), self.state.clone());
-    let fut = async move { Ok(core.traced(Box::pin(core.release(&state))).await) };
-    #[cfg(feature = "alloc-stats")]
-    crate::alloc_stats::note_size("free", &fut);
-    crate::bridge::spawn(env, fut, |env, res| {
-      res.map_err(|e| to_napi(env, &e))
-    })
-  }
-
-  /// Pushes the lock's expiry one ttl forward now (the manager also does
-  /// this in the background). Resolves `false` if the lock is no longer held.
-  #[napi(ts_return_type = "Promise<boolean>")]
-  pub fn refresh<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
-    let (core, state) = (self.core.clone(), self.state.clone());
-    crate::bridge::spawn(env, async move { Ok(core.traced(core.refresh_one(&state)).await) }, |env, res| {
-      res.map_err(|e| to_napi(env, &e))
-    })
-  }
-}
-
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -396,5 +262,34 @@ mod tests {
     assert!(!lost.unlock() && !lost.lose(Loss::Gone));
     assert!(lost.is_lost() && !lost.is_flagged());
     assert_eq!(lost.lost_why(), Some(Loss::Expired.reason()));
+  }
+
+  #[test]
+  fn a_lock_counts_as_lost_from_its_deadline_on() {
+    let deadline = Mono::now().plus(std::time::Duration::from_secs(10));
+    let held = LockState::new(ObjectId::new(), &Bson::Int32(1), None, None, deadline, None, None);
+    assert!(!held.overdue(deadline.minus(std::time::Duration::from_nanos(1))));
+    assert!(held.overdue(deadline));
+    assert!(held.overdue(deadline.plus(std::time::Duration::from_secs(1))));
+  }
+
+  #[test]
+  fn a_refresh_moves_the_deadline_later_never_earlier() {
+    let deadline = Mono::now().plus(std::time::Duration::from_secs(10));
+    let held = LockState::new(ObjectId::new(), &Bson::Int32(1), None, None, deadline, None, None);
+    held.extend(deadline.minus(std::time::Duration::from_secs(5)));
+    assert_eq!(held.deadline(), deadline, "a round that landed late does not shorten it");
+    let later = deadline.plus(std::time::Duration::from_secs(10));
+    held.extend(later);
+    assert_eq!(held.deadline(), later);
+  }
+
+  #[test]
+  fn max_hold_ends_the_refreshing_at_its_instant() {
+    let now = Mono::now();
+    let until = now.plus(std::time::Duration::from_secs(30));
+    let held = LockState::new(ObjectId::new(), &Bson::Int32(1), None, None, now, Some(until), None);
+    assert!(held.wants_refresh(until.minus(std::time::Duration::from_nanos(1))));
+    assert!(!held.wants_refresh(until));
   }
 }

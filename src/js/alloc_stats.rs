@@ -108,7 +108,7 @@ pub fn alloc_stats() -> AllocStats {
     malloc_free_kept: m.1,
     malloc_mmapped: m.2,
     malloc_arena: m.3,
-    trims: crate::trim::trims() as u32,
+    trims: crate::engine::trim::trims() as u32,
     lock_future_bytes: LOCK_FUTURE_BYTES.load(Relaxed) as u32,
   }
 }
@@ -124,31 +124,6 @@ pub fn malloc_trim_now() -> bool {
   #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
   {
     false
-  }
-}
-
-/// Hidden (`alloc-stats` builds only): `size_of` of what each held lock
-/// keeps, to tell apart the allocations counted per lock.
-#[napi(object)]
-pub struct LockSizes {
-  /// `ArcInner<LockState>`: the shared state (two counters + the struct).
-  pub lock_state_arc: u32,
-  /// One `(ObjectId, Arc<LockState>)` entry of the held map (plus one control byte).
-  pub held_entry: u32,
-  /// The Rust value a JS `Lock` wraps (napi-rs boxes it).
-  pub native_lock: u32,
-  pub bson: u32,
-}
-
-#[napi(js_name = "__lockSizes", skip_typescript)]
-pub fn lock_sizes() -> LockSizes {
-  use std::mem::size_of;
-  use std::sync::Arc;
-  LockSizes {
-    lock_state_arc: (size_of::<crate::lock::LockState>() + 2 * size_of::<usize>()) as u32,
-    held_entry: size_of::<(mongodb::bson::oid::ObjectId, Arc<crate::lock::LockState>)>() as u32,
-    native_lock: size_of::<crate::lock::NativeLock>() as u32,
-    bson: size_of::<mongodb::bson::Bson>() as u32,
   }
 }
 

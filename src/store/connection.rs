@@ -146,7 +146,7 @@ impl TlsFiles {
 fn private_dir() -> LockResult<PathBuf> {
   let base = std::env::temp_dir();
   for attempt in 0..16u32 {
-    let name = format!("mongo-locks-native-{}-{:x}", std::process::id(), crate::wait::jitter().to_bits() ^ attempt as u64);
+    let name = format!("mongo-locks-native-{}-{:x}", std::process::id(), crate::random::jitter().to_bits() ^ attempt as u64);
     let dir = base.join(name);
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]

@@ -4,6 +4,8 @@
 use napi::bindgen_prelude::*;
 use napi::ValueType;
 
+use crate::errors::truncate;
+
 /// A short, readable rendering of a JS value for an error message:
 /// `undefined`, `null`, `"text"`, `42`, `[function lock]`, `Symbol(x)`,
 /// `[object Date]`, `{"a":1}`.
@@ -68,16 +70,6 @@ fn coerce(value: &Unknown) -> String {
 
 fn quote(s: &str) -> String {
   format!("{s:?}")
-}
-
-/// Cuts a description to `max` characters (on a char boundary), marking the cut.
-pub fn truncate(text: String, max: usize) -> String {
-  if text.chars().count() <= max {
-    return text;
-  }
-  let mut cut: String = text.chars().take(max).collect();
-  cut.push('…');
-  cut
 }
 
 /// True when `value` is an object whose prototype is `Object.prototype` or

@@ -1,31 +1,34 @@
-//! The engine behind a `LockManager`: the connection, the registry of locks
-//! this process holds, waiting, loss detection and close. Nothing here
-//! touches JavaScript values; results go back through `manager.rs`.
+//! The engine behind a `LockManager`: the registry of locks this process
+//! holds, the claim core every primitive waits through, loss detection and
+//! close, beside the connection calls share (`connect`). Nothing here
+//! touches JavaScript values; results go back through `js::manager`, and
+//! logs and losses through the `Outlet` it was given.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mongodb::bson::{oid::ObjectId, Bson};
-use tokio::sync::{watch, Notify, OnceCell};
+use tokio::sync::{watch, OnceCell};
 use tokio::time::{sleep, Instant};
 use tracing::Instrument;
 
 use crate::clock::{Mono, ServerClock, ServerNow};
-use crate::config::{Config, LockRequest};
-use crate::connection::EffectiveSettings;
+use crate::engine::connect::{Connector, Owner};
+use crate::engine::flights::Flights;
+use crate::engine::held::{LockState, Loss};
+use crate::engine::key::key_text;
+use crate::engine::refresh::{self, Duties};
+use crate::engine::stats::{Stats, Waiting};
+use crate::engine::wait::{Cancel, Turn, Waiters};
 use crate::errors::{LockError, LockResult};
-use crate::key::key_text;
-use crate::lock::{LockState, Loss};
-use crate::logging::LogRoute;
-use crate::monitor::Monitor;
-use crate::refresh;
-use crate::signals::{notify_lost, Cancel, LostSink};
-use crate::stats::{Stats, Waiting};
-use crate::store::{Bound, Freed, Store, BATCH};
-use crate::wait::{jitter, Turn, Waiters};
+use crate::random::jitter;
+use crate::store::bound::Bound;
+use crate::store::commands::{Freed, Store, BATCH};
+use crate::store::config::{Config, LockRequest};
+use crate::store::connection::EffectiveSettings;
 
 /// What one attempt at a key came to.
 pub enum Attempt {
@@ -100,13 +103,62 @@ impl Claim for Plain {
 /// How often a queued semaphore waiter polls (see `Claim::urgent`).
 const URGENT_POLL: Duration = Duration::from_millis(10);
 
+/// What an attempt does once its insert is answered, given what it found
+/// (`try_once` does the commands around this).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Decision {
+  /// Our insert went in: the lock is ours (if still in time).
+  Take,
+  /// Someone else holds the key and is alive, or no expiry check was due.
+  Wait,
+  /// The holder's document had expired and was removed: insert again.
+  TakeOver { kept_for_min_hold: bool },
+}
+
+/// `inserted`: our insert went in. `expired`: what the conditional delete
+/// of an expired holder found, when the key was held and a check was due:
+/// `None` nothing expired (or no check), `Some(true)` a document kept for
+/// its `minHoldMs`, `Some(false)` one whose holder stopped refreshing.
+fn decide(inserted: bool, expired: Option<bool>) -> Decision {
+  match (inserted, expired) {
+    (true, _) => Decision::Take,
+    (false, Some(kept_for_min_hold)) => Decision::TakeOver { kept_for_min_hold },
+    (false, None) => Decision::Wait,
+  }
+}
+
+/// A waiter's pause before its next attempt: its turn's (see `wait`), at
+/// most `URGENT_POLL` for an urgent claim, never past the deadline (`left`);
+/// and whether it tries after it even if no local free woke it (a poller
+/// does, a sleeper waits to be woken).
+fn pause(turn: Turn, urgent: bool, left: Duration) -> (Duration, bool) {
+  let (pause, polls) = match turn {
+    Turn::Poll(pause) => (pause, true),
+    Turn::Sleep(pause) => (pause, false),
+  };
+  let pause = if urgent { pause.min(URGENT_POLL) } else { pause };
+  (pause.min(left), polls)
+}
+
 /// How often a refresh round in flight looks again at its locks' deadlines
 /// (another round that landed may have moved them on).
 const DEADLINE_POLL: Duration = Duration::from_millis(250);
 
+/// What the engine tells the layer that made it, which holds the
+/// manager's logger and its lost-lock watchers (`js` implements it): the
+/// engine calls up through this, never by importing `js`.
+pub trait Outlet: Send + Sync {
+  /// The span every operation of this manager runs in (the same one each
+  /// time): its log events reach the manager's logger.
+  fn span(&self) -> tracing::Span;
+
+  /// `state` was just marked lost, for `reason`: tell whoever watches it
+  /// (its `signal`, its `onLost`). Called from any thread; must not block.
+  fn lost(&self, state: &LockState, reason: &'static str);
+}
+
 pub struct Core {
   pub config: Config,
-  store: OnceCell<Store>,
   held: Mutex<HashMap<ObjectId, Arc<LockState>>>,
   closed: AtomicBool,
   /// The outcome of `close()`, shared by every caller of it.
@@ -118,50 +170,26 @@ pub struct Core {
   pub stats: Stats,
   pub clock: ServerClock,
   waiters: Waiters,
-  lost: Option<Arc<LostSink>>,
-  route: LogRoute,
-  /// What the last connection attempt tried (`locker.settings` while it
-  /// cannot connect: the first thing to look at then); planned at
-  /// construction, before any attempt.
-  tried: Mutex<Option<EffectiveSettings>>,
-  /// One connection attempt at a time; see `store()`.
-  connecting: tokio::sync::Mutex<Connecting>,
+  outlet: Box<dyn Outlet>,
+  /// The connection calls share, and what its attempts saw.
+  link: Connector,
   /// Set by `__failNextHandOver()` (tests): the next hand-over of acquired
   /// locks to JavaScript fails, as a JS error after the insert would.
   pub(crate) fail_next_hand_over: AtomicBool,
-  /// What the driver's monitors saw of the servers, for every client this
-  /// manager makes: why a call our bound ended found no server to use.
-  monitor: Arc<Monitor>,
-  /// The cause of the last server failure logged, and how many commands
-  /// the server had answered then: the same cause is logged once, until
-  /// the server answers again (see `report`).
-  logged_failure: Mutex<Option<(String, u64)>>,
-  /// Calls waiting for a connection attempt in progress.
-  waiting_to_connect: std::sync::atomic::AtomicI64,
   /// The last refresh round took over a third of the ttl (said once).
   slow_refresh: AtomicBool,
   /// How long the last refresh round that got its answer took, in ms.
   last_round_ms: std::sync::atomic::AtomicU64,
 }
 
-/// The outcome of the connection attempts so far, for callers that waited
-/// on one: they share its failure instead of starting another, so a call
-/// fails within one server selection timeout, not two.
-#[derive(Default)]
-struct Connecting {
-  /// How many attempts have failed.
-  failures: u64,
-  last: Option<LockError>,
-}
-
 impl Core {
-  pub fn start(config: Config, route: LogRoute, lost: Option<Arc<LostSink>>) -> Arc<Core> {
+  pub fn start(config: Config, outlet: Box<dyn Outlet>) -> Arc<Core> {
     let (stop, stopped) = watch::channel(false);
-    let span = route.span();
+    let span = outlet.span();
+    let (period, ttl) = (config.refresh, config.ttl);
     let planned = Store::plan(&config);
     let core = Arc::new(Core {
       config,
-      store: OnceCell::new(),
       held: Mutex::new(HashMap::new()),
       closed: AtomicBool::new(false),
       closing: OnceCell::new(),
@@ -170,18 +198,13 @@ impl Core {
       stats: Stats::default(),
       clock: ServerClock::default(),
       waiters: Waiters::default(),
-      lost,
-      route,
-      tried: Mutex::new(planned),
-      connecting: tokio::sync::Mutex::new(Connecting::default()),
+      outlet,
+      link: Connector::new(planned),
       fail_next_hand_over: AtomicBool::new(false),
-      monitor: Arc::default(),
-      logged_failure: Mutex::new(None),
-      waiting_to_connect: std::sync::atomic::AtomicI64::new(0),
       slow_refresh: AtomicBool::new(false),
       last_round_ms: std::sync::atomic::AtomicU64::new(0),
     });
-    refresh::spawn(Arc::downgrade(&core), stopped, span);
+    refresh::spawn(Arc::downgrade(&core), period, ttl, stopped, span);
     core
   }
 
@@ -189,55 +212,21 @@ impl Core {
   /// and counts and logs a server failure.
   /// While it runs, the call counts as in flight (see `trim`).
   pub async fn traced<T>(&self, fut: impl Future<Output = LockResult<T>>) -> LockResult<T> {
-    let _op = crate::trim::Op::enter();
-    let res = fut.instrument(self.route.span()).await;
+    let _op = crate::engine::trim::Op::enter();
+    let res = fut.instrument(self.outlet.span()).await;
     match &res {
       Err(LockError::Server { message, .. }) => {
         Stats::bump(&self.stats.errors);
-        self.report(message, false);
+        self.link.report(|| self.outlet.span(), message, false);
       }
-      Ok(_) => self.recovered(),
+      Ok(_) => self.link.recovered(|| self.outlet.span()),
       Err(_) => {}
     }
     res
   }
 
-  /// Logs a server failure, once per cause: a server that stays down (or a
-  /// misconfiguration) fails every call and every refresh the same way, and
-  /// one line says it; the next differs only in what it was doing. Logged
-  /// again when the cause changes, or after the server has answered since.
-  /// `warn`: a failure no call waits on (the warm-up), else an error.
-  fn report(&self, message: &str, warn: bool) {
-    let cause = message.split_once(" failed: ").map_or(message, |(_, cause)| cause).to_string();
-    let answers = self.monitor.answers();
-    {
-      let mut logged = self.logged_failure.lock().unwrap();
-      if logged.as_ref().is_some_and(|(c, n)| *c == cause && *n == answers) {
-        return;
-      }
-      *logged = Some((cause, answers));
-    }
-    let _enter = self.route.span().entered();
-    if warn {
-      tracing::warn!(target: "mongo_locks_native", "{message}; lock() will try again");
-    } else {
-      tracing::error!(target: "mongo_locks_native", "{message}");
-    }
-  }
-
-  /// After a logged failure, says once that the server answers again.
-  fn recovered(&self) {
-    let mut logged = self.logged_failure.lock().unwrap();
-    if logged.as_ref().is_some_and(|(_, n)| *n != self.monitor.answers()) {
-      *logged = None;
-      drop(logged);
-      let _enter = self.route.span().entered();
-      tracing::info!(target: "mongo_locks_native", "the server answers again");
-    }
-  }
-
   pub fn span(&self) -> tracing::Span {
-    self.route.span()
+    self.outlet.span()
   }
 
   /// The connection, made on first use (see `connect`).
@@ -245,100 +234,27 @@ impl Core {
     self.connect(false).await
   }
 
-  /// The connection, made now if it is not yet. A failed attempt is not
-  /// remembered for later calls, so a server that comes up late works; but
-  /// the calls that waited on an attempt share its outcome, so none of them
-  /// starts a second one. A call waits at most `operationTimeoutMs` in all
-  /// (an attempt takes at most that, and a call that joins one late, or
-  /// tries again after it, still ends within its own bound).
+  /// The connection, made now if it is not yet (see `Connector::connect`).
   /// `background`: the constructor's warm-up, which no call waits on.
   pub async fn connect(&self, background: bool) -> LockResult<&Store> {
-    if let Some(store) = self.store.get() {
-      return Ok(store);
-    }
-    if background {
-      return self.connect_shared(true).await;
-    }
-    let limit = self.config.operation_timeout;
-    match tokio::time::timeout(limit, self.connect_shared(false)).await {
-      Ok(res) => res,
-      Err(_) => Err(Store::explain(&self.config, self.tried_settings().as_ref(), self.bound().expired("connecting", limit))),
-    }
+    let span = || self.outlet.span();
+    let owner = Owner { config: &self.config, clock: &self.clock, closed: &self.closed, flights: &self.flights, span: &span };
+    self.link.connect(&owner, background).await
   }
 
   /// The bound on this manager's operations, with what the monitors saw.
   fn bound(&self) -> Bound {
-    Bound::new(&self.config, &self.monitor, self.tried_settings().as_ref())
-  }
-
-  async fn connect_shared(&self, background: bool) -> LockResult<&Store> {
-    if self.is_closed() {
-      return Err(LockError::Closed);
-    }
-    let _flight = self.flights.enter();
-    let entered = Instant::now();
-    let seen = self.connecting.try_lock().map(|c| c.failures).ok();
-    let mut connecting = {
-      let _waiting = Waiting::enter(&self.waiting_to_connect);
-      self.connecting.lock().await
-    };
-    if let Some(store) = self.store.get() {
-      return Ok(store);
-    }
-    // An attempt ended while we waited for our turn: its failure is ours,
-    // unless it had started well before this call (a warm-up since a
-    // server that came up late) and we have waited less than half of our
-    // own server selection timeout: then we try once more ourselves.
-    if seen.is_none_or(|seen| connecting.failures != seen) {
-      if let Some(last) = &connecting.last {
-        if entered.elapsed() >= self.selection_timeout() / 2 {
-          return Err(last.clone());
-        }
-      }
-    }
-    if self.is_closed() {
-      return Err(LockError::Closed);
-    }
-    // Boxed, and made only when it runs: connecting's future (parsing the
-    // URL, DNS, the indexes, the clock) is about 20 KB, and inline it
-    // would be part of every call that awaits `store()`, held for as long
-    // as the call waits (21.7 KB per queued lock() call, measured).
-    match Box::pin(Store::connect(&self.config, &self.clock, &self.tried, &self.monitor)).await {
-      Ok(store) => {
-        connecting.last = None;
-        self.monitor.answered();
-        self.recovered();
-        Ok(self.store.get_or_init(|| async { store }).await)
-      }
-      Err(e) => {
-        connecting.failures += 1;
-        connecting.last = Some(e.clone());
-        // Logged here, once for every call that shares this attempt: a
-        // warning if none waited on it (the warm-up: lock() tries again),
-        // else an error, as a call's server failure is.
-        if let LockError::Server { message, .. } = &e {
-          self.report(message, background && self.waiting_to_connect.load(Ordering::Acquire) == 0);
-        }
-        Err(e)
-      }
-    }
-  }
-
-  /// How long connecting waits for a server: the manager's option, else
-  /// the application's client's, else the driver's default.
-  fn selection_timeout(&self) -> Duration {
-    let client = self.config.client.as_ref().and_then(|c| c.server_selection_timeout_ms);
-    self.config.server_selection_timeout.unwrap_or_else(|| Duration::from_millis(client.map_or(30_000, u64::from)))
+    self.link.bound(&self.config)
   }
 
   /// The settings of the last connection attempt, or those planned at
   /// construction before any.
   pub fn tried_settings(&self) -> Option<EffectiveSettings> {
-    self.tried.lock().unwrap().clone()
+    self.link.tried_settings()
   }
 
   pub fn connected(&self) -> Option<&Store> {
-    self.store.get()
+    self.link.connected()
   }
 
   pub fn is_closed(&self) -> bool {
@@ -442,12 +358,7 @@ impl Core {
       // For a mutex, one waiter of the key in this process polls and the
       // others try when a local free wakes them (see `wait`). Everyone
       // tries at the deadline.
-      let (pause, polls) = match ticket.turn(attempt, jitter()) {
-        Turn::Poll(pause) => (pause, true),
-        Turn::Sleep(pause) => (pause, false),
-      };
-      let pause = if claim.urgent() { pause.min(URGENT_POLL) } else { pause };
-      let pause = pause.min(deadline - now);
+      let (pause, polls) = pause(ticket.turn(attempt, jitter()), claim.urgent(), deadline - now);
       waited.start();
       try_now = tokio::select! {
         _ = sleep(pause) => polls || Instant::now() >= deadline,
@@ -477,11 +388,11 @@ impl Core {
     let (mut id, mut acquired) = self.insert(store, action, &now).await?;
     let expired =
       if !acquired && check_expired() { store.delete_expired(action, self.server_now()?.earliest()).await? } else { None };
-    if let Some(expected) = expired {
+    if let Decision::TakeOver { kept_for_min_hold } = decide(acquired, expired) {
       // A document kept for its `minHoldMs` (a scheduled job's) is meant to
       // be taken over; any other expired one was left by a holder that
       // stopped refreshing: a crash, a stall, a lost connection.
-      if expected {
+      if kept_for_min_hold {
         tracing::debug!(target: "mongo_locks_native", action = %key_text(action), "took over a lock kept for its minHoldMs");
       } else {
         tracing::warn!(target: "mongo_locks_native", action = %key_text(action), "took over an expired lock");
@@ -846,11 +757,9 @@ impl Core {
     }
     Stats::bump(&self.stats.lost);
     self.stats.hold.observe(Mono::now().since(state.acquired_at()));
-    let _enter = self.route.span().entered();
+    let _enter = self.outlet.span().entered();
     tracing::error!(target: "mongo_locks_native", action = %state.action.text(), reason, "lock lost");
-    if let Some(sink) = &self.lost {
-      notify_lost(sink, state, reason);
-    }
+    self.outlet.lost(state, reason);
   }
 
   /// The synchronous half of `close()`: from now on no new work starts and
@@ -880,7 +789,7 @@ impl Core {
       }
     }
     let ids: Vec<ObjectId> = held.iter().map(|s| s.id).collect();
-    let Some(store) = self.store.get() else { return Ok(ids) };
+    let Some(store) = self.link.connected() else { return Ok(ids) };
     // Freeing and closing the connections share one operation timeout: a
     // server that no longer answers costs close() one bound, not two.
     let limit = self.config.operation_timeout;
@@ -911,9 +820,33 @@ impl Core {
       _ => Ok(()),
     }
   }
+}
 
-  pub fn refresh_period(&self) -> Duration {
-    self.config.refresh
+/// The background task's view of its manager (see `refresh`).
+impl Duties for Core {
+  fn next_deadline(&self) -> Option<Mono> {
+    Core::next_deadline(self)
+  }
+
+  fn last_round_trip(&self) -> Duration {
+    Core::last_round_trip(self)
+  }
+
+  // traced() logs and counts a failure; the next tick tries again.
+  async fn refresh_round(self: Arc<Self>) {
+    let _ = self.traced(self.refresh_all()).await;
+  }
+
+  async fn sync_clock_round(self: Arc<Self>) {
+    let _ = self.traced(self.sync_clock()).await;
+  }
+
+  fn expire_overdue(&self) {
+    Core::expire_overdue(self)
+  }
+
+  fn span(&self) -> tracing::Span {
+    Core::span(self)
   }
 }
 
@@ -940,38 +873,39 @@ impl Drop for WaitTimer<'_> {
   }
 }
 
-/// A count of work in flight, and a way to wait until there is none.
-#[derive(Default)]
-struct Flights(Arc<(AtomicUsize, Notify)>);
+#[cfg(test)]
+mod tests {
+  use super::*;
 
-/// One unit of work in flight; dropping it ends it.
-struct Flight(Arc<(AtomicUsize, Notify)>);
+  const MS: Duration = Duration::from_millis(1);
 
-impl Flights {
-  fn enter(&self) -> Flight {
-    self.0 .0.fetch_add(1, Ordering::AcqRel);
-    Flight(self.0.clone())
+  #[test]
+  fn an_insert_that_went_in_takes_the_lock() {
+    assert_eq!(decide(true, None), Decision::Take);
   }
 
-  /// Resolves when nothing is in flight, or after `limit`.
-  async fn idle(&self, limit: Duration) {
-    let wait = async {
-      loop {
-        let notified = self.0 .1.notified();
-        if self.0 .0.load(Ordering::Acquire) == 0 {
-          return;
-        }
-        notified.await;
-      }
-    };
-    let _ = tokio::time::timeout(limit, wait).await;
+  #[test]
+  fn a_live_holder_is_waited_for() {
+    assert_eq!(decide(false, None), Decision::Wait);
   }
-}
 
-impl Drop for Flight {
-  fn drop(&mut self) {
-    if self.0 .0.fetch_sub(1, Ordering::AcqRel) == 1 {
-      self.0 .1.notify_waiters();
-    }
+  #[test]
+  fn an_expired_holder_is_taken_over_and_says_why_it_was_there() {
+    assert_eq!(decide(false, Some(false)), Decision::TakeOver { kept_for_min_hold: false });
+    assert_eq!(decide(false, Some(true)), Decision::TakeOver { kept_for_min_hold: true });
+  }
+
+  #[test]
+  fn a_poller_tries_after_its_pause_and_a_sleeper_waits_to_be_woken() {
+    assert_eq!(pause(Turn::Poll(40 * MS), false, 1_000 * MS), (40 * MS, true));
+    assert_eq!(pause(Turn::Sleep(40 * MS), false, 1_000 * MS), (40 * MS, false));
+  }
+
+  #[test]
+  fn an_urgent_claim_polls_often_and_no_pause_outlasts_the_wait() {
+    assert_eq!(pause(Turn::Sleep(200 * MS), true, 1_000 * MS), (URGENT_POLL, false));
+    assert_eq!(pause(Turn::Poll(5 * MS), true, 1_000 * MS), (5 * MS, true), "a shorter pause stays");
+    assert_eq!(pause(Turn::Poll(200 * MS), false, 30 * MS), (30 * MS, true));
+    assert_eq!(pause(Turn::Poll(200 * MS), true, 3 * MS), (3 * MS, true));
   }
 }

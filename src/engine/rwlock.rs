@@ -17,12 +17,12 @@ use std::sync::Arc;
 
 use mongodb::bson::{doc, Bson};
 
-use crate::config::LockRequest;
-use crate::core::{Attempt, Claim, Core};
+use crate::store::config::LockRequest;
+use crate::engine::core::{Attempt, Claim, Core};
 use crate::errors::LockResult;
-use crate::lock::LockState;
-use crate::semaphore::Semaphore;
-use crate::store::Store;
+use crate::engine::held::LockState;
+use crate::engine::semaphore::Semaphore;
+use crate::store::commands::Store;
 
 pub struct RwLock {
   writer: Bson,

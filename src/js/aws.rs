@@ -18,13 +18,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
-use mongodb::options::{AuthMechanism, ClientOptions};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi_derive::napi;
 
 use crate::errors::LockError;
-use crate::values::describe;
+use crate::js::values::describe;
+use crate::store::aws::AwsLookup;
 
 /// What `aws-credentials.js` resolves to.
 #[napi(object, object_to_js = false)]
@@ -39,8 +39,7 @@ pub struct AwsCredentials {
 type Tsfn = ThreadsafeFunction<(), Promise<AwsCredentials>, (), Status, false, true>;
 
 /// The JS function that finds credentials, callable from any thread.
-#[derive(Clone)]
-pub struct FromJs {
+struct FromJs {
   tsfn: Arc<Tsfn>,
   /// Why the last lookup failed: the mongodb crate reports only "an error
   /// occurred while loading credentials", and the reason is what a user needs.
@@ -53,8 +52,9 @@ impl std::fmt::Debug for FromJs {
   }
 }
 
-/// Wraps index.js's credential lookup (an async function of no arguments).
-pub fn from_js(value: &Unknown) -> crate::errors::LockResult<FromJs> {
+/// Wraps index.js's credential lookup (an async function of no arguments)
+/// as the provider the store gives the mongodb crate at each login.
+pub fn from_js(value: &Unknown) -> crate::errors::LockResult<AwsLookup> {
   let bad = || LockError::invalid(format!("mongo-locks-native: the AWS credential lookup must be a function, got {}", describe(value)));
   if value.get_type().ok() != Some(napi::ValueType::Function) {
     return Err(bad());
@@ -66,7 +66,9 @@ pub fn from_js(value: &Unknown) -> crate::errors::LockResult<FromJs> {
     .callee_handled::<false>()
     .build()
     .map_err(|e| LockError::invalid(format!("mongo-locks-native: could not set up the AWS credential lookup: {}", e.reason)))?;
-  Ok(FromJs { tsfn: Arc::new(tsfn), failure: Default::default() })
+  let failure = Arc::new(Mutex::new(None));
+  let from_js = FromJs { tsfn: Arc::new(tsfn), failure: failure.clone() };
+  Ok(AwsLookup { provider: SharedCredentialsProvider::new(from_js), failure })
 }
 
 impl FromJs {
@@ -98,27 +100,3 @@ impl ProvideCredentials for FromJs {
   }
 }
 
-/// Sets the lookup as the provider of a MONGODB-AWS credential that has no
-/// key of its own (a key in the URL or the client options is used as is,
-/// as the Node driver does).
-pub fn provide(options: &mut ClientOptions, from_js: Option<&FromJs>) {
-  let (Some(credential), Some(from_js)) = (options.credential.as_mut(), from_js) else { return };
-  if credential.mechanism == Some(AuthMechanism::MongoDbAws) && credential.username.is_none() {
-    credential.aws_credential_provider = Some(SharedCredentialsProvider::new(from_js.clone()));
-  }
-}
-
-/// The mongodb crate's words for a failed lookup, as its error shows them.
-const LOOKUP_FAILED: &str = "an error occurred while loading credentials";
-
-/// A failed connection, with the reason the lookup gave instead of the
-/// crate's generic words.
-pub fn explain(err: LockError, from_js: Option<&FromJs>) -> LockError {
-  let Some(reason) = from_js.and_then(|f| f.failure.lock().unwrap().clone()) else { return err };
-  match err {
-    LockError::Server { message, code } if message.contains(LOOKUP_FAILED) => {
-      LockError::Server { message: message.replace(LOOKUP_FAILED, &format!("no AWS credentials: {reason}")), code }
-    }
-    other => other,
-  }
-}

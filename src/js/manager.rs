@@ -10,22 +10,26 @@ use napi::ValueType;
 use napi_derive::napi;
 use tracing::Instrument;
 
-use crate::config::{
-  options_object, read_lock_options, read_options, Config, LockRequest, RawOptions, CONNECT_OPTIONS,
-  CONSTRUCTOR_OPTIONS, DEFAULT_COLLECTION,
+use crate::js::options::{
+  options_object, read_lock_options, read_options, CONNECT_OPTIONS, CONSTRUCTOR_OPTIONS,
 };
-use crate::connection::{ClientSettings, EffectiveSettings};
-use crate::core::Core;
-use crate::rwlock::{Read, RwLock, Write};
-use crate::semaphore::{Semaphore, MAX_LIMIT};
-use crate::errors::{rejected, to_napi, LockError, LockResult};
-use crate::key::action_from_js;
-use crate::lock::{Holder, LockState, NativeLock};
-use crate::stats::MetricsSnapshot;
-use crate::logging::{sink_from_js, LogRoute};
-use crate::signals::{self, Cancel, Incoming, SignalHook};
-use crate::stats::LockStats;
-use crate::values::describe;
+use crate::store::config::{Config, LockRequest, RawOptions, DEFAULT_COLLECTION};
+use crate::store::connection::{ClientSettings, EffectiveSettings};
+use crate::engine::core::{Core, Outlet};
+use crate::engine::wait::Cancel;
+use crate::engine::rwlock::{Read, RwLock, Write};
+use crate::engine::semaphore::{Semaphore, MAX_LIMIT};
+use crate::errors::{LockError, LockResult};
+use crate::js::errors::{rejected, to_napi};
+use crate::js::key::action_from_js;
+use crate::engine::held::LockState;
+use crate::js::lock::NativeLock;
+use crate::store::config::Holder;
+use crate::engine::stats::MetricsSnapshot;
+use crate::js::logging::{sink_from_js, LogRoute};
+use crate::js::signals::{self, Incoming, LostSink, SignalHook};
+use crate::engine::stats::LockStats;
+use crate::js::values::describe;
 
 /// Hands out locks stored in one MongoDB collection, and keeps them fresh.
 ///
@@ -210,7 +214,7 @@ impl LockManager {
     let core = self.core.clone();
     // At once, so that a lock() called right after close() is refused.
     core.begin_close();
-    crate::bridge::spawn(env, async move { Ok(core.traced(core.close()).await) }, |env, res| match res {
+    crate::js::bridge::spawn(env, async move { Ok(core.traced(core.close()).await) }, |env, res| match res {
       Ok(ids) => {
         ids.iter().for_each(|id| signals::forget(env, id));
         Ok(())
@@ -232,7 +236,7 @@ impl LockManager {
   #[napi(ts_return_type = "Promise<number>")]
   pub fn ping<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, f64>> {
     let core = self.core.clone();
-    crate::bridge::spawn(env, 
+    crate::js::bridge::spawn(env, 
       async move {
         let res = core
           .traced(async {
@@ -272,7 +276,7 @@ impl LockManager {
       Err(e) => return rejected(env, &e),
     };
     let core = self.core.clone();
-    crate::bridge::spawn(env, 
+    crate::js::bridge::spawn(env, 
       async move {
         let found = core.traced(core.inspect(&action)).await;
         Ok(found.map(|found| found.map(|(doc, now)| LockInspection::of(&doc, &now, &core.config.holder))))
@@ -359,7 +363,7 @@ impl LockManager {
     let core = self.core.clone();
     let work = work(core.clone(), input, call.req, call.cancel.clone());
     #[cfg(feature = "alloc-stats")]
-    crate::alloc_stats::note_size("work", &work);
+    crate::js::alloc_stats::note_size("work", &work);
     // Boxed: the call's own future is several KB, and passed by value
     // through `traced` and into the spawned task it would be laid out
     // more than once in the task (measured with `alloc-stats`).
@@ -369,8 +373,8 @@ impl LockManager {
       Ok((res, core))
     };
     #[cfg(feature = "alloc-stats")]
-    crate::alloc_stats::LOCK_FUTURE_BYTES.store(std::mem::size_of_val(&fut), std::sync::atomic::Ordering::Relaxed);
-    crate::bridge::spawn(env, 
+    crate::js::alloc_stats::LOCK_FUTURE_BYTES.store(std::mem::size_of_val(&fut), std::sync::atomic::Ordering::Relaxed);
+    crate::js::bridge::spawn(env, 
       fut,
       move |env, (res, core)| {
         // No acquisition leaves a document without a handle: whatever fails
@@ -551,7 +555,7 @@ fn for_connect(
 fn start(env: &Env, mut config: Config, options: Option<&Unknown>, hidden: Hidden) -> LockResult<Arc<Core>> {
   config.client = hidden.client;
   identify(&mut config, hidden.identity);
-  config.aws = hidden.aws.filter(|f| f.get_type().ok() != Some(ValueType::Undefined)).map(|f| crate::aws::from_js(&f)).transpose()?;
+  config.aws = hidden.aws.filter(|f| f.get_type().ok() != Some(ValueType::Undefined)).map(|f| crate::js::aws::from_js(&f)).transpose()?;
   let logger = options_object(options)?
     .and_then(|o| o.get_named_property::<Unknown>("logger").ok())
     .filter(|l| !matches!(l.get_type(), Ok(ValueType::Undefined) | Ok(ValueType::Null)));
@@ -561,7 +565,24 @@ fn start(env: &Env, mut config: Config, options: Option<&Unknown>, hidden: Hidde
   };
   let lost = signals::lost_sink(env)
     .map_err(|e| LockError::invalid(format!("mongo-locks-native: could not set up lost-lock signals: {}", e.reason)))?;
-  Ok(Core::start(config, LogRoute::new(sink), Some(lost)))
+  Ok(Core::start(config, Box::new(JsOutlet { route: LogRoute::new(sink), lost })))
+}
+
+/// What a manager's core tells JavaScript (see `engine::core::Outlet`):
+/// its log events go to its logger, its lost locks to their watchers.
+struct JsOutlet {
+  route: LogRoute,
+  lost: Arc<LostSink>,
+}
+
+impl Outlet for JsOutlet {
+  fn span(&self) -> tracing::Span {
+    self.route.span()
+  }
+
+  fn lost(&self, state: &LockState, reason: &'static str) {
+    signals::notify_lost(&self.lost, state, reason);
+  }
 }
 
 /// The options of one lock call, read on the JS thread.
@@ -630,7 +651,7 @@ impl Call {
       Err(LockError::Aborted) => {
         let reason = match reason {
           Some(r) => r,
-          None => crate::errors::js_error(env, &LockError::Aborted)?,
+          None => crate::js::errors::js_error(env, &LockError::Aborted)?,
         };
         let promise: PromiseRaw<Unknown> = PromiseRaw::reject(env, reason)?;
         Ok(Either::B(unsafe { Unknown::from_raw_unchecked(env.raw(), promise.raw()) }))

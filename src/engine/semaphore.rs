@@ -28,11 +28,11 @@ use std::time::Duration;
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime};
 
 use crate::clock::Mono;
-use crate::config::LockRequest;
-use crate::core::{Attempt, Claim, Core};
+use crate::store::config::LockRequest;
+use crate::engine::core::{Attempt, Claim, Core};
 use crate::errors::LockResult;
-use crate::store::{Occupied, Store};
-use crate::wait::jitter;
+use crate::store::commands::{Occupied, Store};
+use crate::random::jitter;
 
 /// The largest `limit` (and `maxReaders`): each attempt reads every slot
 /// with one `$in` query.

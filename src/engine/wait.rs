@@ -20,9 +20,12 @@
 //! most every `TAKEOVER_CHECK_EVERY` per process: a holder that died is
 //! taken over up to that much later than its expiry, and a held key costs
 //! one command per attempt instead of two.
+//!
+//! A caller's `Cancel` (its AbortSignal, hooked by `js::signals`) ends a
+//! wait between attempts, never during one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::{Acquire, Relaxed, Release}};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,20 +45,6 @@ pub const TAKEOVER_CHECK_EVERY: Duration = Duration::from_millis(100);
 pub fn backoff(attempt: u32, random: f64) -> Duration {
   let base = FIRST_BACKOFF.saturating_mul(1u32 << attempt.min(16)).min(MAX_BACKOFF);
   base.mul_f64(0.5 + random.clamp(0.0, 1.0) / 2.0)
-}
-
-/// A cheap random number in [0, 1) for jitter (xorshift; not for secrets).
-pub fn jitter() -> f64 {
-  static STATE: AtomicU64 = AtomicU64::new(0);
-  let mut x = STATE.load(Relaxed);
-  if x == 0 {
-    x = crate::clock::wall_ms() as u64 ^ 0x9E37_79B9_7F4A_7C15 ^ (std::process::id() as u64) << 32;
-  }
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  STATE.store(x, Relaxed);
-  (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Per-key wake-ups and polling for the waiters of this process.
@@ -171,6 +160,36 @@ impl Drop for WaitTicket<'_> {
   }
 }
 
+/// Set once when the caller's signal aborts.
+#[derive(Default)]
+pub struct Cancel {
+  fired: AtomicBool,
+  notify: Notify,
+}
+
+impl Cancel {
+  /// Called when the caller's signal aborts (see `js::signals`).
+  pub fn fire(&self) {
+    self.fired.store(true, Release);
+    self.notify.notify_waiters();
+  }
+
+  pub fn is_fired(&self) -> bool {
+    self.fired.load(Acquire)
+  }
+
+  /// Resolves once fired (at once if it already was).
+  pub async fn cancelled(&self) {
+    loop {
+      let notified = self.notify.notified();
+      if self.is_fired() {
+        return;
+      }
+      notified.await;
+    }
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -185,10 +204,28 @@ mod tests {
   }
 
   #[test]
-  fn jitter_stays_in_range_and_varies() {
-    let samples: Vec<f64> = (0..100).map(|_| jitter()).collect();
-    assert!(samples.iter().all(|x| (0.0..1.0).contains(x)));
-    assert!(samples.windows(2).any(|w| w[0] != w[1]));
+  fn jitter_keeps_a_pause_between_half_and_all_of_its_step() {
+    for attempt in [0, 1, 4, 6, 30] {
+      let step = FIRST_BACKOFF.saturating_mul(1 << attempt.min(16)).min(MAX_BACKOFF);
+      for random in [0.0, 0.25, 0.5, 0.999] {
+        let pause = backoff(attempt, random);
+        assert!(pause >= step / 2 && pause < step, "attempt {attempt}, random {random}: {pause:?} of {step:?}");
+      }
+    }
+  }
+
+  #[test]
+  fn a_random_factor_out_of_range_is_clamped() {
+    assert_eq!(backoff(2, -3.0), backoff(2, 0.0));
+    assert_eq!(backoff(2, 7.0), backoff(2, 1.0));
+  }
+
+  #[test]
+  fn backoff_grows_until_its_cap_and_stays_there() {
+    let pauses: Vec<Duration> = (0..12).map(|a| backoff(a, 1.0)).collect();
+    assert!(pauses.windows(2).all(|w| w[0] <= w[1]), "{pauses:?}");
+    assert_eq!(pauses[6], MAX_BACKOFF, "5 ms doubled six times passes 250 ms");
+    assert_eq!(backoff(u32::MAX, 1.0), MAX_BACKOFF);
   }
 
   #[test]

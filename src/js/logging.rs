@@ -21,7 +21,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::values::describe;
+use crate::js::values::describe;
 
 /// A field value as the JS logger gets it: numbers and booleans stay typed.
 type Value = Either3<String, f64, bool>;

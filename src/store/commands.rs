@@ -5,7 +5,7 @@
 //! The documents and index specifications are exactly those of
 //! `mongo-locks` 3.x, so both libraries can share one collection.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +21,12 @@ use mongodb::options::{
 use mongodb::{Client, Collection, IndexModel};
 
 use crate::clock::{self, Mono, Sample, ServerClock, ServerNow};
-use crate::connection::{self, EffectiveSettings, TlsFiles};
-use crate::config::{redact, Config, WriteConcernChoice};
+use crate::store::connection::{self, EffectiveSettings, TlsFiles};
+use crate::store::config::{redact, Config, WriteConcernChoice};
 use crate::errors::{describe_driver_error, is_duplicate_key, server_code, LockError, LockResult};
-use crate::monitor::{self, Monitor};
+use crate::store::bound::Bound;
+use crate::store::monitor::Monitor;
+use crate::store::written::Written;
 
 /// Refresh and existence checks go to the server in batches of this many ids.
 pub const BATCH: usize = 1000;
@@ -64,7 +66,7 @@ pub struct Store {
   pub settings: EffectiveSettings,
   /// CA and client-key files rustls reads; removed on shutdown.
   files: std::sync::Mutex<Option<TlsFiles>>,
-  /// `holder` of every lock document we write (see `lock::Holder`), in
+  /// `holder` of every lock document we write (see `config::Holder`), in
   /// BSON bytes made once: each insert copies them instead of cloning a
   /// `Document` (a map and eight strings) per lock.
   holder: RawDocumentBuf,
@@ -78,73 +80,6 @@ pub struct Store {
   id_prefix: [u8; 5],
   /// Every document we wrote that may still be live (see `Written`).
   written: std::sync::Mutex<Written>,
-}
-
-/// The lock documents this manager wrote that may still be live, each with
-/// the latest expiry we may have given it; every document carries the
-/// sequence number it was written with (its `seq` field). The one refresh command of a round
-/// (`refresh_held`) updates every document of ours that is live, written
-/// before the round (`seq`), and not excluded; what it must leave alone is
-/// exactly what this knows and the round does not hold: freed documents
-/// kept for their `minHoldMs`, locks past their `maxHoldMs` or lost, a
-/// semaphore's queue places, inserts whose outcome we never learnt. So it
-/// matches only held documents, and when it matched as many as are held,
-/// each held one was matched.
-///
-/// An entry goes when its document is deleted (a delete acknowledged, and
-/// no insert of it may still land), or once the expiry recorded has passed
-/// in the server's time (the round's filter then leaves the document
-/// alone: only live ones are refreshed).
-#[derive(Default)]
-struct Written {
-  docs: HashMap<ObjectId, WrittenDoc>,
-  /// The sequence number of the last `_id` handed out.
-  seq: u64,
-}
-
-struct WrittenDoc {
-  /// The latest `expiresAt` we may have written to it.
-  expires: DateTime,
-  /// Its insert was answered (inserted): once deleted, it cannot return.
-  settled: bool,
-}
-
-impl Written {
-  /// The `_id` of a document about to be written, known from now on. Our
-  /// `_id`s are `prefix` (the time this manager connected, in seconds, as an
-  /// ObjectId's first 4 bytes are, then one random byte) and a 7-byte
-  /// sequence number, big-endian: in the order they are handed out, so a
-  /// range of `_id` is "ours, written up to then" (see `refresh_held`).
-  fn next_id(&mut self, prefix: [u8; 5], expires: DateTime) -> ObjectId {
-    self.seq += 1;
-    let id = Self::id_at(prefix, self.seq);
-    self.docs.insert(id, WrittenDoc { expires, settled: false });
-    id
-  }
-
-  fn id_at(prefix: [u8; 5], seq: u64) -> ObjectId {
-    let mut bytes = [0u8; 12];
-    bytes[..5].copy_from_slice(&prefix);
-    bytes[5..].copy_from_slice(&seq.to_be_bytes()[1..]);
-    ObjectId::from_bytes(bytes)
-  }
-
-  fn expiring(&mut self, ids: &[ObjectId], at: DateTime) {
-    for id in ids {
-      if let Some(doc) = self.docs.get_mut(id) {
-        doc.expires = doc.expires.max(at);
-      }
-    }
-  }
-
-  /// Deleted: gone for good, unless an insert of it may still land.
-  fn deleted(&mut self, ids: &[ObjectId]) {
-    for id in ids {
-      if self.docs.get(id).is_some_and(|d| d.settled) {
-        self.docs.remove(id);
-      }
-    }
-  }
 }
 
 /// Frees that found every connection busy, and how many callers are
@@ -203,7 +138,7 @@ impl Store {
   /// credentials were looked for.
   pub fn explain(config: &Config, settings: Option<&EffectiveSettings>, err: LockError) -> LockError {
     let err = name_credentials(err, settings);
-    crate::aws::explain(connection::explain(err, config.client.as_ref()), config.aws.as_ref())
+    crate::store::aws::explain(connection::explain(err, config.client.as_ref()), config.aws.as_ref())
   }
 
   async fn open(
@@ -302,7 +237,7 @@ impl Store {
     if let Some(settings) = &config.client {
       files = connection::apply(settings, options, files)?;
     }
-    crate::aws::provide(options, config.aws.as_ref());
+    crate::store::aws::provide(options, config.aws.as_ref());
     if let Some(timeout) = config.server_selection_timeout {
       options.server_selection_timeout = Some(timeout);
     }
@@ -783,48 +718,6 @@ async fn sample_clock(client: &Client, clock: &ServerClock, max_half_rtt: Durati
   }
   clock.offer(best);
   Ok(Hello { replicated })
-}
-
-/// The bound on each server operation, and what to say when it ends one:
-/// why the monitors found no server to use, or that the server did not
-/// reply (see `monitor`).
-#[derive(Clone)]
-pub struct Bound {
-  pub limit: Duration,
-  monitor: Arc<Monitor>,
-  /// The driver's own wait for a server, which ours may end first.
-  selection: Option<Duration>,
-  replica_set: Option<String>,
-}
-
-impl Bound {
-  pub fn new(config: &Config, monitor: &Arc<Monitor>, settings: Option<&EffectiveSettings>) -> Bound {
-    Bound {
-      limit: config.operation_timeout,
-      monitor: monitor.clone(),
-      selection: settings.and_then(|s| s.server_selection_timeout_ms).map(|ms| Duration::from_millis(ms as u64)),
-      replica_set: settings.and_then(|s| s.replica_set.clone()),
-    }
-  }
-
-  /// `op` within the limit: `Err` when the server did not answer in time
-  /// (the operation is abandoned; a write may still have applied).
-  pub async fn run<T>(&self, doing: &str, op: impl Future<Output = T>) -> LockResult<T> {
-    tokio::time::timeout(self.limit, op).await.map_err(|_| self.expired(doing, self.limit))
-  }
-
-  /// The server answered a command (see `Monitor::answered`).
-  pub fn answered(&self) {
-    self.monitor.answered();
-  }
-
-  /// The error of `doing`, ended by our bound after `limit`.
-  pub fn expired(&self, doing: &str, limit: Duration) -> LockError {
-    LockError::Server {
-      message: monitor::timed_out(Some(&self.monitor), doing, limit, limit < self.limit, self.selection, self.replica_set.as_deref()),
-      code: None,
-    }
-  }
 }
 
 /// A refused login, with who tried to log in (never the password).

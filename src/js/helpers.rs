@@ -10,8 +10,9 @@ use napi::bindgen_prelude::*;
 use napi::ValueType;
 use napi_derive::napi;
 
-use crate::errors::{to_napi, LockError};
-use crate::values::describe;
+use crate::errors::LockError;
+use crate::js::errors::to_napi;
+use crate::js::values::describe;
 
 /// Calls `locker.lock(resource)`. Resolves to the lock, or to `null` after
 /// logging `Failed to acquire lock for ${resource}` with `logger.error`
