@@ -668,7 +668,7 @@ export interface LockStats {
   lost: number
   /** Lock refreshes written, counting each lock once per refresh. */
   refreshes: number
-  /** Update commands completed by the background refresh (one per batch of up to 1,000 locks). */
+  /** Update commands completed by the background refresh: one per round, however many locks it refreshes. */
   refreshCommands: number
   /** Operations that failed with a server or driver error. */
   errors: number

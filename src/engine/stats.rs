@@ -158,7 +158,7 @@ pub struct LockStats {
   pub lost: f64,
   /// Lock refreshes written, counting each lock once per refresh.
   pub refreshes: f64,
-  /// Update commands completed by the background refresh (one per batch of up to 1,000 locks).
+  /// Update commands completed by the background refresh: one per round, however many locks it refreshes.
   pub refresh_commands: f64,
   /// Operations that failed with a server or driver error.
   pub errors: f64,
