@@ -211,7 +211,7 @@ async function runAll(config, server) {
         runs[key][library].push(result)
         for (const note of result.notes) notes.add(`${title}, ${LABELS[library]}: ${note}`)
         if (result.libraryNotes.includes('ttlDropped')) {
-          notes.add(`${LABELS.stock}: this server refuses TTL indexes, so the TTL index spec was left out of its createIndexes (scripts/stock-mongo-locks.mjs); its lock path is stock`)
+          notes.add(`${LABELS.stock}: this server refuses TTL indexes, so the TTL index spec was left out of its createIndexes (__test__/support/stock-mongo-locks.mjs); its lock path is stock`)
         }
       }
     }
