@@ -56,7 +56,7 @@ async function runApp(mode, env) {
   return { ...JSON.parse(line), ms: run.ms }
 }
 
-describe.concurrent('the platform backend template: @defra/hapi-secure-context, then MongoClient.connect(url), with and without secureContext', () => {
+describe.concurrent('the Defra CDP Node.js backend template: @defra/hapi-secure-context, then MongoClient.connect(url), with and without secureContext', () => {
   let ca
   let other
   let server

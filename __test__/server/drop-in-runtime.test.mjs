@@ -184,7 +184,7 @@ describe('subclassing and spying, as with mongo-locks', () => {
     expect(await t.ctx.collection.countDocuments({})).toBe(0)
   })
 
-  it('the seed\'s mocked locker handing out a stock-shaped lock works with the helpers and await using', async () => {
+  it('the locking guide\'s mocked locker handing out a stock-shaped lock works with the helpers and await using', async () => {
     const free = vi.fn(async () => true)
     const fake = {
       _id: new ObjectId(),

@@ -66,7 +66,7 @@ describe('requireLock with a mocked locker', () => {
     expect(locker.lock).toHaveBeenCalledWith('critical-1')
   })
 
-  it('throws an Error with the seed message when unavailable', async () => {
+  it('throws an Error with the message of the helpers backends keep in src/common/helpers/mongo-lock.js when unavailable', async () => {
     const locker = { lock: vi.fn().mockResolvedValue(null) }
     const err = await requireLock(locker, 'critical-1').catch((e) => e)
     expect(err).toBeInstanceOf(Error)

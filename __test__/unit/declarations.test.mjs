@@ -28,7 +28,7 @@ function expectedErrors(file) {
 }
 
 describe('TypeScript declarations', () => {
-  it('compile the seed patterns: plugin, augmentation, try/finally, await using, helpers, options, errors, stats', () => {
+  it('compile the patterns of the Hapi backends that use mongo-locks: plugin, augmentation, try/finally, await using, helpers, options, errors, stats', () => {
     const run = tsc('tsconfig.json')
     expect(run.output).toBe('')
     expect(run.code).toBe(0)
