@@ -355,10 +355,10 @@ export declare class LockManager {
    * client (`options.uri` overrides it). Returns at once; connecting and
    * creating the indexes happen in the background and `lock()` waits for them.
    *
-   * (`client`, not in the types, is what index.js read of the application's
+   * (`client`, not in the types, is what lib/manager.js read of the application's
    * Node client: see `connection`. With `connecting`, also not in the
    * types, `collection` is the connection string of `connect()`, which
-   * index.js makes through this constructor, so that a manager is made
+   * lib/manager.js makes through this constructor, so that a manager is made
    * one way whichever way it is asked for. `aws`, also hidden, finds
    * MONGODB-AWS credentials: see `aws`.)
    */
@@ -397,7 +397,7 @@ export declare class LockManager {
    */
   get settings(): EffectiveSettings | null
   /**
-   * Everything `locker.metrics()` renders (index.js): the counters of
+   * Everything `locker.metrics()` renders (lib/metrics.js): the counters of
    * `stats()`, callers waiting now, and the acquire, wait, hold and refresh
    * histograms. Reads atomics only.
    */
@@ -536,7 +536,7 @@ export interface ClientSettings {
   certKeyPassword?: string
   /**
    * Skips every check of the server's certificate, the hostname included
-   * (rustls has no hostname-only switch: index.js refuses
+   * (rustls has no hostname-only switch: lib/client-settings.js refuses
    * `tlsAllowInvalidHostnames` on its own).
    */
   tlsAllowInvalidCertificates?: boolean
@@ -623,7 +623,7 @@ export interface Holder {
   manager: string
 }
 
-/** What index.js knows of this process for `holder` (the manager id is ours). */
+/** What lib/manager.js knows of this process for `holder` (the manager id is ours). */
 export interface Identity {
   host: string
   pid: number
@@ -632,7 +632,7 @@ export interface Identity {
 }
 
 /**
- * What `locker.inspect(key)` tells of a held key. Times are ms; index.js
+ * What `locker.inspect(key)` tells of a held key. Times are ms; lib/manager.js
  * adds `createdAt`, `refreshedAt` and `expiresAt` as Dates.
  */
 export interface LockInspection {

@@ -1,6 +1,6 @@
 //! Counters and histograms an operator wants, cheap to bump and to read:
 //! atomics only, no lock on any path a lock call takes. `locker.stats()`
-//! reads the counters; `locker.metrics()` (index.js renders the Prometheus
+//! reads the counters; `locker.metrics()` (lib/metrics.js renders the Prometheus
 //! text) reads everything through `MetricsSnapshot`.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};

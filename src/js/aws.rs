@@ -52,7 +52,7 @@ impl std::fmt::Debug for FromJs {
   }
 }
 
-/// Wraps index.js's credential lookup (an async function of no arguments)
+/// Wraps lib/manager.js's credential lookup (an async function of no arguments)
 /// as the provider the store gives the mongodb crate at each login.
 pub fn from_js(value: &Unknown) -> crate::errors::LockResult<AwsLookup> {
   let bad = || LockError::invalid(format!("mongo-locks-native: the AWS credential lookup must be a function, got {}", describe(value)));

@@ -1,7 +1,7 @@
 //! How each failure reaches JavaScript.
 //!
 //! Bad input becomes a plain JS `TypeError`; anything the server or the
-//! driver does becomes a `MongoLocksError` (the class `index.js` defines and
+//! driver does becomes a `MongoLocksError` (the class `lib/errors.js` defines and
 //! registers here at load time), carrying the server's numeric error code
 //! when there is one. Errors are built on the JS thread, so a rejected
 //! promise carries a real instance of the right class, not a wrapper.
@@ -16,13 +16,13 @@ use crate::errors::LockError;
 type ErrorClass = FunctionRef<FnArgs<(String, Option<i32>)>, Unknown<'static>>;
 
 thread_local! {
-  // One registration per JS thread (main thread or worker), made by index.js.
+  // One registration per JS thread (main thread or worker), made by lib/manager.js.
   static MONGO_LOCKS_ERROR: RefCell<Option<ErrorClass>> = const { RefCell::new(None) };
   static LOCK_LOST_ERROR: RefCell<Option<ErrorClass>> = const { RefCell::new(None) };
 }
 
 /// Registers the JS classes for server failures and lost locks. Called
-/// once by index.js.
+/// once by lib/manager.js.
 #[napi(skip_typescript)]
 #[cfg_attr(test, allow(dead_code))]
 pub fn register_error_classes(
@@ -35,7 +35,7 @@ pub fn register_error_classes(
   Ok(())
 }
 
-/// An instance of a registered class, or a plain Error if index.js did not
+/// An instance of a registered class, or a plain Error if lib/manager.js did not
 /// register one (the bare binding loaded on its own).
 fn instance<'env>(
   env: &'env Env,

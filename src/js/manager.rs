@@ -51,10 +51,10 @@ impl LockManager {
   /// client (`options.uri` overrides it). Returns at once; connecting and
   /// creating the indexes happen in the background and `lock()` waits for them.
   ///
-  /// (`client`, not in the types, is what index.js read of the application's
+  /// (`client`, not in the types, is what lib/manager.js read of the application's
   /// Node client: see `connection`. With `connecting`, also not in the
   /// types, `collection` is the connection string of `connect()`, which
-  /// index.js makes through this constructor, so that a manager is made
+  /// lib/manager.js makes through this constructor, so that a manager is made
   /// one way whichever way it is asked for. `aws`, also hidden, finds
   /// MONGODB-AWS credentials: see `aws`.)
   #[napi(constructor, ts_args_type = "collection: MongoCollectionLike, options?: LockManagerOptions")]
@@ -267,8 +267,8 @@ impl LockManager {
   /// Who holds the lock on `key` now, as its document says: the holder
   /// (`null` for a `mongo-locks` client's lock), its age, its expiry and the
   /// server's time (estimated, see `serverClockUncertaintyMs`), its fencing
-  /// token. Resolves `null` when nobody holds `key`. index.js adds the dates.
-  /// (Typed in types-header.d.ts, with the Dates index.js adds.)
+  /// token. Resolves `null` when nobody holds `key`. lib/manager.js adds the dates.
+  /// (Typed in types-header.d.ts, with the Dates lib/manager.js adds.)
   #[napi(skip_typescript)]
   pub fn inspect<'env>(&self, env: &'env Env, key: Unknown) -> Result<PromiseRaw<'env, Option<LockInspection>>> {
     let action = match action_from_js(&key) {
@@ -285,7 +285,7 @@ impl LockManager {
     )
   }
 
-  /// Everything `locker.metrics()` renders (index.js): the counters of
+  /// Everything `locker.metrics()` renders (lib/metrics.js): the counters of
   /// `stats()`, callers waiting now, and the acquire, wait, hold and refresh
   /// histograms. Reads atomics only.
   #[napi]
@@ -443,7 +443,7 @@ fn shared(what: &str, req: &LockRequest) -> LockResult<()> {
   Ok(())
 }
 
-/// What index.js knows of this process for `holder` (the manager id is ours).
+/// What lib/manager.js knows of this process for `holder` (the manager id is ours).
 #[napi(object)]
 pub struct Identity {
   pub host: String,
@@ -452,7 +452,7 @@ pub struct Identity {
   pub app: Option<String>,
 }
 
-/// What index.js passes besides the public arguments: the application's
+/// What lib/manager.js passes besides the public arguments: the application's
 /// client settings, this process's identity, the AWS credential lookup.
 struct Hidden<'env> {
   client: Option<ClientSettings>,
@@ -471,7 +471,7 @@ fn identify(config: &mut Config, identity: Option<Identity>) {
   }
 }
 
-/// What `locker.inspect(key)` tells of a held key. Times are ms; index.js
+/// What `locker.inspect(key)` tells of a held key. Times are ms; lib/manager.js
 /// adds `createdAt`, `refreshedAt` and `expiresAt` as Dates.
 #[napi(object)]
 pub struct LockInspection {
@@ -550,7 +550,7 @@ fn for_connect(
   start(env, config, options, hidden)
 }
 
-/// A manager's core, with what index.js passed, its logger and its
+/// A manager's core, with what lib/manager.js passed, its logger and its
 /// lost-lock channel.
 fn start(env: &Env, mut config: Config, options: Option<&Unknown>, hidden: Hidden) -> LockResult<Arc<Core>> {
   config.client = hidden.client;

@@ -2,8 +2,8 @@
 //!
 //! The connection string alone does not say how a backend reaches its
 //! server: credentials, TLS files and CAs, `retryWrites: false`, a server API
-//! version… are often client options. index.js reads the parsed options of
-//! the Node driver's client (`client-settings.js`) and hands them here as
+//! version… are often client options. lib/manager.js reads the parsed options of
+//! the Node driver's client (with `lib/client-settings.js`) and hands them here as
 //! `ClientSettings`; we lay them over the options parsed from the URL (which
 //! still gives the hosts, SRV and the rest). Whatever the application's read
 //! preference, lock operations read from the primary (see `store`).
@@ -49,7 +49,7 @@ pub struct ClientSettings {
   pub cert_key_pem: Option<String>,
   pub cert_key_password: Option<String>,
   /// Skips every check of the server's certificate, the hostname included
-  /// (rustls has no hostname-only switch: index.js refuses
+  /// (rustls has no hostname-only switch: lib/client-settings.js refuses
   /// `tlsAllowInvalidHostnames` on its own).
   pub tls_allow_invalid_certificates: Option<bool>,
   /// The client has a `secureContext`, which cannot be read: its CAs were
