@@ -96,6 +96,7 @@ describe('a slow server keeps its holder\'s locks (Toxiproxy)', () => {
   let holder
   let other
   let locks
+  let primitives
   let round = 0
   beforeAll(async () => {
     postgres = await startPostgres()
@@ -111,6 +112,10 @@ describe('a slow server keeps its holder\'s locks (Toxiproxy)', () => {
     holder = new LockManager(collection, { uri: `mongodb://127.0.0.1:${proxy.port}/?directConnection=true`, ttlMs: TTL, logger: false })
     other = new LockManager(collection, { logger: false })
     locks = await lockMany(holder, HELD)
+    // Semaphore permits and read/write locks are documents of the same
+    // collection, refreshed by the same rounds: a full semaphore, a write
+    // lock and a full set of readers, which the other manager tries too.
+    primitives = await holdPrimitives(holder)
   }, 300_000)
   afterEach(async () => {
     await proxy.clearToxics()
@@ -124,11 +129,30 @@ describe('a slow server keeps its holder\'s locks (Toxiproxy)', () => {
     await postgres?.stop()
   })
 
+  /** A full semaphore, a write lock and a full set of readers, taken by `m`. */
+  async function holdPrimitives(m) {
+    const held = {
+      permits: await Promise.all([0, 1, 2].map(() => m.semaphore('sem', { limit: 3 }).acquire())),
+      write: await m.readWriteLock('rw-written').write(),
+      readers: await Promise.all([0, 1].map(() => m.readWriteLock('rw-read', { maxReaders: 2 }).read())),
+    }
+    expect([...held.permits, held.write, ...held.readers].every(Boolean)).toBe(true)
+    return held
+  }
+
+  /** What the other manager tries of the primitives: each must be refused while they are held. */
+  const primitiveTries = () => [
+    ['a fourth permit of the full semaphore', () => other.semaphore('sem', { limit: 3 }).acquire(), primitives.permits],
+    ['a read of the write-locked key', () => other.readWriteLock('rw-written').read(), [primitives.write]],
+    ['a third reader of the full read lock', () => other.readWriteLock('rw-read', { maxReaders: 2 }).read(), primitives.readers],
+    ['a write of the read-locked key', () => other.readWriteLock('rw-read', { maxReaders: 2 }).write(), primitives.readers],
+  ]
+
   /**
-   * For `ms`, another manager (straight to the server) tries held keys
-   * every 500 ms: it must never get one (two holders, if its holder still
-   * believes it holds it; a lost lock, if not), and the holder must keep
-   * them all.
+   * For `ms`, another manager (straight to the server) tries held keys and
+   * the held primitives every 500 ms: it must never get one (two holders,
+   * if its holder still believes it holds it; a lost lock, if not), and the
+   * holder must keep them all.
    */
   async function keepsThemFor(ms) {
     const until = Date.now() + ms
@@ -141,11 +165,20 @@ describe('a slow server keeps its holder\'s locks (Toxiproxy)', () => {
         await taken.free()
         expect.fail(twoHolders ? `two holders of k-${i}` : `k-${i} was lost by its holder while the server answered, and taken`)
       }
+      const [what, attempt, heldBy] = primitiveTries()[tries % 4]
+      const got = await attempt()
+      if (got) {
+        const twoHolders = heldBy.every((l) => l.locked)
+        await got.free()
+        expect.fail(twoHolders ? `${what} was granted while its holder held it` : `${what} was granted: its holder lost it while the server answered`)
+      }
       tries++
       await sleep(500)
     }
     const lost = locks.filter((l) => !l.locked).length
     expect(lost, `${lost} of ${HELD} held locks lost`).toBe(0)
+    const all = [...primitives.permits, primitives.write, ...primitives.readers]
+    expect(all.filter((l) => !l.locked).length, 'semaphore permits and read/write locks lost').toBe(0)
     return tries
   }
 
