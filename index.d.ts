@@ -425,6 +425,7 @@ export declare class LockManager {
    * holders allow for it on the safe side.
    */
   get serverClockUncertaintyMs(): number | null
+
 }
 
 /**
@@ -672,6 +673,14 @@ export interface LockStats {
   refreshCommands: number
   /** Operations that failed with a server or driver error. */
   errors: number
+  /** `once()` calls that ran their function (first runs and takeovers). */
+  onceRuns: number
+  /** `once()` calls answered by a finished record, without a run. */
+  onceReplays: number
+  /** `once()` calls refused: the key's record was stored for another payload. */
+  onceMismatches: number
+  /** `once()` runs that first removed an expired record (a run whose holder crashed or stalled). */
+  onceTakeovers: number
 }
 
 /**
@@ -689,6 +698,33 @@ export interface MetricsSnapshot {
   holdSeconds: HistogramSnapshot
   /** Round trip of one refresh command. */
   refreshSeconds: HistogramSnapshot
+}
+
+/**
+ * A once-record as JavaScript reads it (lib/once.js turns it into the
+ * result, the error, or what `inspectOnce` shows). Times are ms.
+ */
+export interface OnceRecord {
+  /** `running` (a run holds it), `completed` or `failed` (a failure remembered). */
+  state: string
+  /**
+   * The stored outcome as canonical extended JSON: `{ value }` (no `value`
+   * for `undefined`) or `{ name, message, code }`.
+   */
+  stored?: string
+  /** Whether its payload fingerprint matches the call's (`true` when either has none). */
+  matches: boolean
+  payloadHash?: string
+  /** The stored outcome's size as BSON. */
+  resultBytes?: number
+  fencingToken?: number
+  /** Who runs it, or who ran it. */
+  holder?: Holder
+  createdAtMs?: number
+  completedAtMs?: number
+  expiresAtMs?: number
+  /** The server's time now, by this manager's estimate. */
+  serverTimeMs?: number
 }
 
 /**

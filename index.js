@@ -5,7 +5,7 @@
 // half-initialised.
 
 const { LockManager, NativeLock, acquireLock, requireLock, native } = require('./lib/manager.js')
-const { MongoLocksError, LockLostError } = require('./lib/errors.js')
+const { MongoLocksError, LockLostError, OnceInProgressError, OnceMismatchError, OnceFailedError } = require('./lib/errors.js')
 const { Semaphore, ReadWriteLock, Election, ScheduledJob } = require('./lib/primitives.js')
 const { CONTENT_TYPE: METRICS_CONTENT_TYPE } = require('./lib/metrics.js')
 // The Hapi plugin, also at `mongo-locks-native/hapi`.
@@ -20,6 +20,9 @@ module.exports = {
   NativeLock,
   MongoLocksError,
   LockLostError,
+  OnceInProgressError,
+  OnceMismatchError,
+  OnceFailedError,
   Semaphore,
   ReadWriteLock,
   Election,

@@ -20,4 +20,44 @@ class LockLostError extends Error {
   }
 }
 
-module.exports = { MongoLocksError, LockLostError }
+/** The errors of `locker.once()`: `code` says which, and the call's `key` and details are fields. */
+class OnceError extends Error {
+  constructor(name, code, message, fields) {
+    super(message, fields && fields.cause !== undefined ? { cause: fields.cause } : undefined)
+    this.name = name
+    this.code = code
+    Object.assign(this, fields)
+  }
+}
+
+/**
+ * `locker.once(key, fn)` met a run of `key` still going after `waitMs`: try
+ * again later (an HTTP API answers 409). `key` and `waitMs` are on the error.
+ */
+class OnceInProgressError extends OnceError {
+  constructor(message, fields) {
+    super('OnceInProgressError', 'ONCE_IN_PROGRESS', message, fields)
+  }
+}
+
+/**
+ * `locker.once(key, fn, { payload })` met a record of `key` stored for a
+ * different payload: nothing ran (an HTTP API answers 422).
+ */
+class OnceMismatchError extends OnceError {
+  constructor(message, fields) {
+    super('OnceMismatchError', 'ONCE_PAYLOAD_MISMATCH', message, fields)
+  }
+}
+
+/**
+ * The run of `key` failed before and `rememberErrors` kept that failure:
+ * its name, message and code are on `cause`; nothing ran again.
+ */
+class OnceFailedError extends OnceError {
+  constructor(message, fields) {
+    super('OnceFailedError', 'ONCE_FAILED', message, fields)
+  }
+}
+
+module.exports = { MongoLocksError, LockLostError, OnceInProgressError, OnceMismatchError, OnceFailedError }

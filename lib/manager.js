@@ -20,6 +20,7 @@ const { Semaphore, ReadWriteLock, Election, ScheduledJob } = require('./primitiv
 // The error classes live in errors.js (plain JavaScript, shared with testing.js).
 const { MongoLocksError, LockLostError } = require('./errors.js')
 const { withLock } = require('./with-lock.js')
+const { runOnce, recordView } = require('./once.js')
 const { appMongodb } = require('./app-mongodb.js')
 const { INDEX_NAMES } = require('./rules.js')
 native.registerErrorClasses(MongoLocksError, LockLostError)
@@ -121,6 +122,9 @@ const nativeLockAll = NativeLockManager.prototype.lockAll
 const nativeAcquirePermit = NativeLockManager.prototype.acquirePermit
 const nativeAcquireRw = NativeLockManager.prototype.acquireRw
 const nativeInspect = NativeLockManager.prototype.inspect
+const nativeBeginOnce = NativeLockManager.prototype.beginOnce
+const nativeCompleteOnce = NativeLockManager.prototype.completeOnce
+const nativeInspectOnce = NativeLockManager.prototype.inspectOnce
 /** What `connect()` hands the constructor instead of a collection. */
 const CONNECTING = Symbol('mongo-locks-native connect')
 /** The connection string of a driver-shaped collection's client, if readable. */
@@ -232,6 +236,28 @@ class LockManager extends NativeLockManager {
   /** Runs `fn(lock, lock.signal)` while holding the lock on `key`, and frees it afterwards (see with-lock.js). */
   withLock(key, fn, options) {
     return withLock(this, key, fn, options)
+  }
+
+  /**
+   * Runs `fn({ signal, fencingToken })` at most once per `key` across every
+   * instance while the key's record lives, and resolves to its result; a
+   * later call with the same key gets the stored result (see once.js).
+   */
+  once(key, fn, options) {
+    return runOnce(
+      {
+        begin: (k, hash, o) => nativeBeginOnce.call(this, k, hash, o),
+        complete: (lock, ...outcome) => nativeCompleteOnce.call(this, lock, ...outcome),
+      },
+      key,
+      fn,
+      options,
+    )
+  }
+
+  /** The once-record of `key` now (state, who, times, result size), or `null`. */
+  inspectOnce(key) {
+    return nativeInspectOnce.call(this, key).then(recordView)
   }
 
   /** Frees the held locks and closes the connections (and the client `collection` made after connect()). */

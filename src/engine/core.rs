@@ -76,6 +76,12 @@ pub trait Claim: Send {
     req: &LockRequest,
   ) -> impl Future<Output = LockResult<Attempt>> + Send;
 
+  /// Whether the last attempt found an answer other than the lock (a
+  /// once-record already finished): the wait ends there, without the lock.
+  fn settled(&self) -> bool {
+    false
+  }
+
   /// After the wait, whatever it came to (`acquired` or not): give back
   /// what the claim held between attempts.
   fn end(&mut self, _core: &Arc<Core>, _acquired: bool) -> impl Future<Output = ()> + Send {
@@ -180,6 +186,8 @@ pub struct Core {
   slow_refresh: AtomicBool,
   /// How long the last refresh round that got its answer took, in ms.
   last_round_ms: std::sync::atomic::AtomicU64,
+  /// When expired once-records were last swept (see `once`).
+  pub(crate) last_sweep: Mutex<Option<Mono>>,
 }
 
 impl Core {
@@ -203,6 +211,7 @@ impl Core {
       fail_next_hand_over: AtomicBool::new(false),
       slow_refresh: AtomicBool::new(false),
       last_round_ms: std::sync::atomic::AtomicU64::new(0),
+      last_sweep: Mutex::new(None),
     });
     refresh::spawn(Arc::downgrade(&core), period, ttl, stopped, span);
     core
@@ -298,7 +307,18 @@ impl Core {
     req: LockRequest,
     cancel: Option<Arc<Cancel>>,
   ) -> LockResult<Option<Arc<LockState>>> {
-    let res = self.wait_for(&mut claim, req, cancel).await;
+    self.claim(&mut claim, req, cancel).await
+  }
+
+  /// `acquire_claim` for a claim the caller reads afterwards (what a
+  /// once-record's claim found).
+  pub async fn claim(
+    self: &Arc<Self>,
+    claim: &mut impl Claim,
+    req: LockRequest,
+    cancel: Option<Arc<Cancel>>,
+  ) -> LockResult<Option<Arc<LockState>>> {
+    let res = self.wait_for(claim, req, cancel).await;
     claim.end(self, matches!(res, Ok(Some(_)))).await;
     res
   }
@@ -343,6 +363,7 @@ impl Core {
             self.stats.acquire.observe(Mono::now().since(started));
             return Ok(Some(state));
           }
+          Attempt::Held if claim.settled() => return Ok(None),
           Attempt::Held => None,
           Attempt::TooLate(why) => Some(why),
         };
@@ -464,13 +485,26 @@ impl Core {
   /// Removes document `id`, which we may have written but will not hold,
   /// in the background (close() waits for it). Only ever our own `_id`.
   pub(crate) fn clean_up(self: &Arc<Self>, id: ObjectId) {
+    self.in_background(move |core| async move {
+      match core.connected() {
+        Some(store) => store.delete(&[id]).await.map(|_| ()),
+        None => Ok(()),
+      }
+    });
+  }
+
+  /// Runs `work` in the background, in this manager's span, a failure
+  /// logged and counted (close() waits for it).
+  pub(crate) fn in_background<Fut>(self: &Arc<Self>, work: impl FnOnce(Arc<Core>) -> Fut)
+  where
+    Fut: Future<Output = LockResult<()>> + Send + 'static,
+  {
     let flight = self.flights.enter();
+    let work = work(self.clone());
     let core = self.clone();
     napi::bindgen_prelude::spawn(async move {
       let _flight = flight;
-      if let Some(store) = core.connected() {
-        let _ = core.traced(store.delete(&[id])).await;
-      }
+      let _ = core.traced(work).await;
     });
   }
 
@@ -632,6 +666,23 @@ impl Core {
       self.stats.hold.observe(Mono::now().since(state.acquired_at()));
       tracing::debug!(target: "mongo_locks_native", action = %state.action.text(), "abandoned (locked = false)");
     }
+  }
+
+  /// The end of a once-record's run (see `once::complete`): `stored`, the
+  /// record is finished and no longer a lock (forgotten here, left in the
+  /// collection, its local waiters woken to read it); else it was taken
+  /// over or deleted, and the run's lock is lost.
+  pub(crate) fn end_run(&self, state: &Arc<LockState>, stored: bool) {
+    state.set_nothing_to_delete();
+    if !stored {
+      self.mark_lost(state, Loss::Gone);
+      return;
+    }
+    self.held.lock().unwrap().remove(&state.id);
+    if state.unlock() {
+      self.stats.hold.observe(Mono::now().since(state.acquired_at()));
+    }
+    self.waiters.wake(&state.key());
   }
 
   /// `lock.refresh()`: pushes the expiry one ttl forward now.

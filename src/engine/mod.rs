@@ -11,6 +11,7 @@ pub mod core;
 pub mod flights;
 pub mod held;
 pub mod key;
+pub mod once;
 pub mod refresh;
 pub mod rwlock;
 pub mod semaphore;

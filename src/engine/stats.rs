@@ -21,6 +21,10 @@ pub struct Stats {
   pub refreshes: AtomicU64,
   pub refresh_commands: AtomicU64,
   pub errors: AtomicU64,
+  pub once_runs: AtomicU64,
+  pub once_replays: AtomicU64,
+  pub once_mismatches: AtomicU64,
+  pub once_takeovers: AtomicU64,
   /// Callers waiting (between attempts) for a key right now.
   pub waiting: AtomicI64,
   /// From a `lock()` call to the lock, for calls that got one.
@@ -43,6 +47,10 @@ impl Default for Stats {
       refreshes: AtomicU64::new(0),
       refresh_commands: AtomicU64::new(0),
       errors: AtomicU64::new(0),
+      once_runs: AtomicU64::new(0),
+      once_replays: AtomicU64::new(0),
+      once_mismatches: AtomicU64::new(0),
+      once_takeovers: AtomicU64::new(0),
       waiting: AtomicI64::new(0),
       acquire: Histogram::new(LATENCY_BOUNDS),
       wait: Histogram::new(LATENCY_BOUNDS),
@@ -139,6 +147,10 @@ impl Stats {
       refreshes: read(&self.refreshes),
       refresh_commands: read(&self.refresh_commands),
       errors: read(&self.errors),
+      once_runs: read(&self.once_runs),
+      once_replays: read(&self.once_replays),
+      once_mismatches: read(&self.once_mismatches),
+      once_takeovers: read(&self.once_takeovers),
     }
   }
 }
@@ -162,6 +174,14 @@ pub struct LockStats {
   pub refresh_commands: f64,
   /// Operations that failed with a server or driver error.
   pub errors: f64,
+  /// `once()` calls that ran their function (first runs and takeovers).
+  pub once_runs: f64,
+  /// `once()` calls answered by a finished record, without a run.
+  pub once_replays: f64,
+  /// `once()` calls refused: the key's record was stored for another payload.
+  pub once_mismatches: f64,
+  /// `once()` runs that first removed an expired record (a run whose holder crashed or stalled).
+  pub once_takeovers: f64,
 }
 
 /// One histogram as read: bucket upper bounds in seconds, the cumulative

@@ -30,6 +30,11 @@ impl NativeLock {
   pub fn new(state: Arc<LockState>, core: Arc<Core>) -> Self {
     NativeLock { state, core, _alive: crate::engine::trim::Op::enter() }
   }
+
+  /// The lock's state, for the engine calls that end a once-record's run.
+  pub(crate) fn state(&self) -> &Arc<LockState> {
+    &self.state
+  }
 }
 
 #[napi]

@@ -37,12 +37,12 @@ use crate::js::values::describe;
 /// documents, same indexes; the MongoDB work runs in Rust.
 #[napi]
 pub struct LockManager {
-  core: Arc<Core>,
+  pub(crate) core: Arc<Core>,
 }
 
 /// The result of a lock call: a value, or (for an aborted wait) a promise
 /// already rejected with the signal's reason.
-type Settled<'env, T> = Either<T, Unknown<'env>>;
+pub(crate) type Settled<'env, T> = Either<T, Unknown<'env>>;
 
 #[napi]
 impl LockManager {
@@ -341,7 +341,7 @@ impl LockManager {
   /// `work` on the core; then settle on the JS thread, where
   /// `finish(result, make_lock)` turns states into `Lock`s (registering
   /// `onLost` for each).
-  fn run_call<'env, I, T, V, Fut>(
+  pub(crate) fn run_call<'env, I, T, V, Fut>(
     &self,
     env: &'env Env,
     input: LockResult<I>,
@@ -405,7 +405,7 @@ impl LockManager {
 }
 
 /// The locks a call's result holds.
-trait Acquired {
+pub(crate) trait Acquired {
   fn states(&self) -> Vec<Arc<LockState>>;
 }
 
@@ -495,20 +495,8 @@ pub struct LockInspection {
 
 impl LockInspection {
   fn of(doc: &mongodb::bson::Document, now: &crate::clock::ServerNow, ours: &Holder) -> Self {
-    use mongodb::bson::Bson;
     let date = |name: &str| doc.get_datetime(name).ok().map(|d| d.timestamp_millis() as f64);
-    let number = |d: &mongodb::bson::Document, name: &str| match d.get(name) {
-      Some(Bson::Int32(n)) => Some(*n as i64),
-      Some(Bson::Int64(n)) => Some(*n),
-      Some(Bson::Double(n)) => Some(*n as i64),
-      _ => None,
-    };
-    let holder = doc.get_document("holder").ok().map(|h| Holder {
-      host: h.get_str("host").unwrap_or("unknown").to_string(),
-      pid: number(h, "pid").unwrap_or(0) as u32,
-      app: h.get_str("app").unwrap_or("unknown").to_string(),
-      manager: h.get_str("manager").unwrap_or("").to_string(),
-    });
+    let holder = doc.get_document("holder").ok().map(Holder::read);
     let server = now.estimate_ms as f64;
     let (created, expires) = (date("createdAt"), date("expiresAt"));
     LockInspection {
@@ -521,7 +509,7 @@ impl LockInspection {
       server_time_ms: server,
       age_ms: created.map(|c| server - c),
       expires_in_ms: expires.map(|e| e - server),
-      fencing_token: number(doc, "fencingToken"),
+      fencing_token: crate::store::config::whole_number(doc, "fencingToken"),
     }
   }
 }

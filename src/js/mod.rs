@@ -15,6 +15,7 @@ pub mod key;
 pub mod lock;
 pub mod logging;
 pub mod manager;
+pub mod once;
 pub mod options;
 pub mod signals;
 pub mod values;

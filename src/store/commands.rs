@@ -494,6 +494,32 @@ impl Store {
     self.bounded("reading a lock", read).await
   }
 
+  /// Ends the run of a once-record (see `engine::once`): on document `id`,
+  /// only while this manager still holds it, sets `fields` (its outcome and
+  /// new expiry) and renames `holder` to `ranBy`, so that no refresh round
+  /// matches it again (they match on `holder.manager`). `false` when the
+  /// document is gone or no longer ours: taken over after it expired.
+  pub async fn complete(&self, id: ObjectId, fields: Document) -> LockResult<bool> {
+    let filter = doc! { "_id": id, "holder.manager": &self.manager };
+    let update = doc! { "$set": fields, "$rename": { "holder": "ranBy" } };
+    let doing = "storing a once-record's outcome";
+    let res = self.bounded(doing, || retry_once(|| self.locks.update_one(filter.clone(), update.clone()))).await?;
+    if res.matched_count == 1 {
+      return Ok(true);
+    }
+    // A retry after a broken connection finds its own first try applied.
+    let read = || retry_once(|| self.locks.find_one(doc! { "_id": id, "ranBy.manager": &self.manager, "state": { "$exists": true } }));
+    Ok(self.bounded(doing, read).await?.is_some())
+  }
+
+  /// Deletes the once-records (finished or not) that expired before
+  /// `earliest`, on servers without a TTL index too; returns how many.
+  pub async fn sweep_records(&self, earliest: DateTime) -> LockResult<u64> {
+    let filter = doc! { "action._once": { "$exists": true }, "expiresAt": { "$lt": earliest } };
+    let res = self.bounded("removing expired once-records", || retry_once(|| self.locks.delete_many(filter.clone()))).await?;
+    Ok(res.deleted_count)
+  }
+
   /// The lock documents among `actions` (read on the primary): each one's
   /// `action` and `expiresAt`. What a semaphore reads to see its free slots.
   pub async fn occupied(&self, actions: &[Bson]) -> LockResult<Vec<Occupied>> {

@@ -60,6 +60,30 @@ pub struct Holder {
   pub manager: String,
 }
 
+impl Holder {
+  /// A stored `holder` (or a once-record's `ranBy`), with `unknown` for
+  /// what it lacks.
+  pub fn read(h: &mongodb::bson::Document) -> Holder {
+    Holder {
+      host: h.get_str("host").unwrap_or("unknown").to_string(),
+      pid: whole_number(h, "pid").unwrap_or(0) as u32,
+      app: h.get_str("app").unwrap_or("unknown").to_string(),
+      manager: h.get_str("manager").unwrap_or("").to_string(),
+    }
+  }
+}
+
+/// A stored whole number, whichever BSON number type holds it.
+pub fn whole_number(d: &mongodb::bson::Document, name: &str) -> Option<i64> {
+  use mongodb::bson::Bson;
+  match d.get(name) {
+    Some(Bson::Int32(n)) => Some(*n as i64),
+    Some(Bson::Int64(n)) => Some(*n),
+    Some(Bson::Double(n)) => Some(*n as i64),
+    _ => None,
+  }
+}
+
 /// Which write concern lock writes use.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum WriteConcernChoice {
