@@ -245,6 +245,74 @@ export declare class LockLostError extends Error {
   readonly name: 'LockLostError'
 }
 
+/** What `fn` of `locker.once(key, fn)` is given for its run. */
+export interface OnceRun {
+  /** Aborts (with a `LockLostError`) if this run's record is lost: the process was paused or cut off past `ttlMs` and another run may take over. */
+  signal: AbortSignal
+  /** Higher for each run of the key: pass it to your writes so that they refuse a stale run's. */
+  fencingToken: bigint
+}
+
+/** The options of `locker.once(key, fn, options)`. */
+export interface OnceOptions {
+  /** The call's input: a later call with the same key and a different payload is refused (`OnceMismatchError`). Stored as its SHA-256 fingerprint. */
+  payload?: unknown
+  /** How long the finished record (the result) is kept, in ms. Default: a day (86,400,000). */
+  ttlMs?: number
+  /** How long to wait for a run of the key in progress elsewhere before `OnceInProgressError`, in ms. Default: no wait. */
+  waitMs?: number
+  /** Aborts the wait; the call rejects with the signal's reason. */
+  signal?: AbortSignal
+  /** The largest result stored, as BSON bytes (default 1 MiB, at most 15 MiB); a larger one rejects with a `RangeError` and is not stored. */
+  maxResultBytes?: number
+  /** Keep a failure (its name, message and code) like a result: later calls reject with `OnceFailedError`. Default `false`: the next call runs again. */
+  rememberErrors?: boolean
+}
+
+/** What `locker.inspectOnce(key)` shows of a key's record. */
+export interface OnceRecordView {
+  /** `running` (a run holds it), `completed`, or `failed` (a failure kept by `rememberErrors`). */
+  state: 'running' | 'completed' | 'failed'
+  /** Who runs it, or who ran it. */
+  holder: Holder | null
+  fencingToken: number | null
+  createdAt: Date | null
+  completedAt: Date | null
+  /** When the record goes: the running record's lock expiry, or the finished record's end (`ttlMs` after completion). */
+  expiresAt: Date | null
+  ageMs: number | null
+  expiresInMs: number | null
+  /** The stored result's size as BSON. */
+  resultBytes: number | null
+  payloadHash: string | null
+}
+
+/** The errors of `locker.once()`; `code` says which. */
+declare class OnceError extends Error {
+  /** The key of the call. */
+  readonly key: unknown
+}
+
+/** A run of the key is still going elsewhere after `waitMs` (an HTTP API answers 409). */
+export declare class OnceInProgressError extends OnceError {
+  readonly name: 'OnceInProgressError'
+  readonly code: 'ONCE_IN_PROGRESS'
+  readonly waitMs: number
+}
+
+/** The key's record was stored for another payload; nothing ran (an HTTP API answers 422). */
+export declare class OnceMismatchError extends OnceError {
+  readonly name: 'OnceMismatchError'
+  readonly code: 'ONCE_PAYLOAD_MISMATCH'
+}
+
+/** The key's run failed before and `rememberErrors` kept the failure, on `cause`; nothing ran. */
+export declare class OnceFailedError extends OnceError {
+  readonly name: 'OnceFailedError'
+  readonly code: 'ONCE_FAILED'
+  readonly cause: Error & { code?: string | number }
+}
+
 export declare namespace LockManager {
   /**
    * Connects to `uri` and resolves to a ready manager once the indexes exist: a
@@ -303,6 +371,18 @@ export interface LockManager {
    * keeps `fn`'s error rather than masking it with a failure to free.
    */
   withLock<T>(key: LockKey, fn: (lock: NativeLock, signal: AbortSignal) => T | Promise<T>, options?: LockOptions): Promise<T>
+  /**
+   * Runs `fn` at most once per `key` across every instance while the key's record lives
+   * (`options.ttlMs`, a day by default) and resolves to its result; a later call gets the
+   * stored result without running. Rejects with `OnceInProgressError` (a run still going after
+   * `waitMs`), `OnceMismatchError` (another payload), `OnceFailedError` (a kept failure), `fn`'s
+   * own error (nothing kept: the next call runs), a `TypeError`/`RangeError` for a result that
+   * cannot be stored, a `LockLostError` (with `result`) when the record was taken over before
+   * the result was stored. See docs/once.md.
+   */
+  once<T>(key: LockKey, fn: (run: OnceRun) => T | Promise<T>, options?: OnceOptions): Promise<T>
+  /** The record of `key` now, or `null` when there is none. */
+  inspectOnce(key: LockKey): Promise<OnceRecordView | null>
   /** A semaphore on `key`: at most `options.limit` holders across every process. */
   semaphore(key: LockKey, options: { limit: number }): Semaphore
   /** A read/write lock on `key`. */

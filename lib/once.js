@@ -103,8 +103,9 @@ function toStored(value, what, path = '', depth = 0, seen = new Set()) {
     const out = {}
     for (const [name, item] of Object.entries(value)) {
       const inner = `${at}.${name}`
-      if (name.startsWith('$') || name.includes('.') || name.includes('\0')) {
-        throw new TypeError(onceMessages.notStorable(what, inner, "has a field name with '$' first, a '.' or a NUL, which MongoDB servers refuse"))
+      // Extended JSON, the form outcomes travel in, reads a `$` name as a type.
+      if (name.startsWith('$') || name.includes('\0')) {
+        throw new TypeError(onceMessages.notStorable(what, inner, "has a field name that starts with '$' or contains a NUL character"))
       }
       if (item !== undefined) out[name] = toStored(item, what, inner, depth + 1, seen)
     }

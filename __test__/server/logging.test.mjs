@@ -140,7 +140,7 @@ describe('stats()', () => {
     const ctx = await freshCollection('stats')
     const m = new LockManager(ctx.collection, { ttlMs: 3000, refreshMs: 100 })
     try {
-      expect(m.stats()).toEqual({ held: 0, acquired: 0, contended: 0, takenOver: 0, lost: 0, refreshes: 0, refreshCommands: 0, errors: 0 })
+      expect(m.stats()).toEqual({ held: 0, acquired: 0, contended: 0, takenOver: 0, lost: 0, refreshes: 0, refreshCommands: 0, errors: 0, onceRuns: 0, onceReplays: 0, onceMismatches: 0, onceTakeovers: 0 })
       const a = await m.lock('a')
       const b = await m.lock('b')
       expect(await m.lock('a')).toBeNull()

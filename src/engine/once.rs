@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mongodb::bson::{Bson, DateTime, Document};
+use mongodb::bson::{spec::BinarySubtype, Binary, Bson, DateTime, Document};
 
 use crate::clock::{self, Mono};
 use crate::engine::core::{Attempt, Claim, Core};
@@ -150,10 +150,12 @@ pub async fn begin(core: &Arc<Core>, action: Bson, hash: Option<String>, req: Lo
 pub struct Outcome {
   /// `fn` threw, and the caller asked to remember it.
   pub failed: bool,
-  /// `{ value }` (omitted for `undefined`) or the failure's `{ name, message, code }`.
+  /// `{ value }` (omitted for `undefined`) or the failure's `{ name, message, code }`;
+  /// stored as its BSON bytes.
   pub stored: Document,
   pub payload_hash: Option<String>,
-  /// The stored value's size as BSON, for the CLI and `inspect`.
+  /// The size of `stored` as BSON, as lib/once.js measured it against
+  /// `maxResultBytes` (shown by the CLI and `inspectOnce`).
   pub bytes: i64,
   /// How long the finished record lives.
   pub keep: Duration,
@@ -168,7 +170,13 @@ pub async fn complete(core: &Arc<Core>, state: &Arc<LockState>, outcome: Outcome
   let at = now.estimate();
   let mut fields = Document::new();
   fields.insert("state", if outcome.failed { "failed" } else { "completed" });
-  fields.insert(if outcome.failed { "error" } else { "result" }, outcome.stored);
+  // As BSON bytes, not as a subdocument: any value a result holds (nested
+  // arrays, field names with dots) is kept exactly on any server (FerretDB
+  // refuses nested arrays in documents).
+  let bytes = mongodb::bson::to_vec(&outcome.stored)
+    .map_err(|e| crate::errors::LockError::invalid(format!("mongo-locks-native: a once() outcome could not be stored: {e}")))?;
+  let stored = Binary { subtype: BinarySubtype::Generic, bytes };
+  fields.insert(if outcome.failed { "error" } else { "result" }, stored);
   if let Some(hash) = outcome.payload_hash {
     fields.insert("payloadHash", hash);
   }
@@ -194,7 +202,7 @@ fn sweep_if_due(core: &Arc<Core>) {
     *last = Some(now);
   }
   core.in_background(|core| async move {
-    let Some(store) = core.connected() else { return Ok(()) };
+    let store = core.store().await?;
     let removed = store.sweep_records(core.server_now()?.earliest()).await?;
     if removed > 0 {
       tracing::debug!(target: "mongo_locks_native", removed, "removed expired once-records");

@@ -145,10 +145,11 @@ impl OnceRecord {
   fn of(doc: &Document, matches: bool, core: &crate::engine::core::Core) -> Self {
     let date = |name: &str| doc.get_datetime(name).ok().map(|d| d.timestamp_millis() as f64);
     let who = doc.get_document("holder").or_else(|_| doc.get_document("ranBy")).ok();
-    let stored = doc.get_document("result").or_else(|_| doc.get_document("error")).ok();
+    let stored = doc.get_binary_generic("result").or_else(|_| doc.get_binary_generic("error")).ok();
+    let stored = stored.and_then(|bytes| mongodb::bson::from_slice::<Document>(bytes).ok());
     OnceRecord {
       state: doc.get_str("state").unwrap_or("running").to_string(),
-      stored: stored.map(|d| Bson::Document(d.clone()).into_canonical_extjson().to_string()),
+      stored: stored.map(|d| Bson::Document(d).into_canonical_extjson().to_string()),
       matches,
       payload_hash: doc.get_str("payloadHash").ok().map(str::to_string),
       result_bytes: whole_number(doc, "resultBytes").map(|n| n as f64),
