@@ -8,6 +8,7 @@
 //! - `js/`: the JavaScript surface, everything napi exports or calls
 //!   - `manager`: the `LockManager` class: arguments in, locks and errors out
 //!   - `lock`: the `NativeLock` class (`Lock` in the types)
+//!   - `once`: the native calls behind `locker.once()` (claim a record, store an outcome)
 //!   - `helpers`: `acquireLock` / `requireLock`
 //!   - `options`: reading a manager's and a call's options from JS objects
 //!   - `key`: lock keys from a JS value to the stored `action`, and back
@@ -27,6 +28,7 @@
 //!   - `wait`: backoff, in-process wake-ups for waiters, a caller's `Cancel`
 //!   - `semaphore`: a semaphore's permits as slot documents, and its claim
 //!   - `rwlock`: a read/write lock's read and write claims
+//!   - `once`: `locker.once()`'s record, a lock until its run is done, then its stored outcome
 //!   - `key`: the stored `action` of a key, and its checks
 //!   - `stats`: the counters of `locker.stats()` and `locker.metrics()`
 //!   - `trim`: giving memory back to the system after a burst
