@@ -50,6 +50,13 @@ export async function pluginMisuse(collection: ReturnType<ReturnType<MongoClient
   await server.register({ plugin, options: { collection, databaseName: 'd' } }) // expect TS2769
 }
 
+// once() needs a function, and takes only its own options.
+export async function onceMisuse(locker: LockManager) {
+  await locker.once('k', 'not a function') // expect TS2345
+  await locker.once('k', () => 1, { fencing: true }) // expect TS2353
+  await locker.once('k', () => 1, { ttlMs: '1h' }) // expect TS2322
+}
+
 // Shared locks take no fencing token; a semaphore needs its limit.
 export async function primitivesMisuse(locker: LockManager) {
   await locker.semaphore('k', { limit: 2 }).acquire({ fencing: true }) // expect TS2353

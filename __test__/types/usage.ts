@@ -16,6 +16,10 @@ import {
   type LockStats,
   type LockManagerOptions,
   type ConnectOptions,
+  OnceInProgressError,
+  OnceMismatchError,
+  OnceFailedError,
+  type OnceRecordView,
 } from 'mongo-locks-native'
 import { plugin as mongoLocksPlugin } from 'mongo-locks-native/hapi'
 import * as mongoLocksModule from 'mongo-locks-native/hapi'
@@ -204,4 +208,25 @@ export async function primitives(locker: LockManager) {
   await server.register({ plugin: mongoLocksPlugin, options: { mongoUrl: 'mongodb://h', databaseName: 'd', election: { key: 'scheduler', onElected: (signal) => signal.aborted } } })
   const leads: boolean | undefined = server.election?.isLeader
   return { leading, pid, runs, jobRuns, leads }
+}
+
+// Operations safe to retry: once() resolves to fn's own result type.
+export async function onceUsage(locker: LockManager, paymentId: string) {
+  const receipt = await locker.once(`payment-${paymentId}`, async ({ signal, fencingToken }) => {
+    expectType<Exactly<typeof fencingToken, bigint>>()
+    signal.throwIfAborted()
+    return { id: paymentId, at: new Date() }
+  }, { payload: { paymentId }, ttlMs: 3_600_000, waitMs: 1000, maxResultBytes: 4096, rememberErrors: true })
+  expectType<Exactly<typeof receipt, { id: string; at: Date }>>()
+  const record = await locker.inspectOnce(`payment-${paymentId}`)
+  expectType<Exactly<typeof record, OnceRecordView | null>>()
+  const state: 'running' | 'completed' | 'failed' | undefined = record?.state
+  try {
+    await locker.once('k', () => 1)
+  } catch (err) {
+    if (err instanceof OnceInProgressError) return err.waitMs
+    if (err instanceof OnceMismatchError) return err.code
+    if (err instanceof OnceFailedError) return err.cause.message
+  }
+  return state
 }
