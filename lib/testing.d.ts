@@ -2,7 +2,7 @@
  * rules of the real LockManager. No MongoDB and no native addon needed. */
 import type { Collection } from 'mongodb'
 import type { LockKey, LockManager, LockModel } from '../index.js'
-export { MongoLocksError, LockLostError } from '../index.js'
+export { MongoLocksError, LockLostError, OnceInProgressError, OnceMismatchError, OnceFailedError } from '../index.js'
 
 /** Options of `createTestLocker(options)`. Unknown names are refused. */
 export interface TestLockerOptions {
@@ -21,13 +21,16 @@ export interface TestLockerEvent {
   /**
    * `acquired`: a lock was handed out. `freed`: `free()` (or `close()`) released a held lock.
    * `lost`: a held lock was lost (`takeOver(key)`). `expired`: a lock passed its expiry (its
-   * holder, if still holding, lost it), from `expire(key)`, `maxHoldMs`, `locked = false` or the
-   * end of a `minHoldMs`. `refused`: a call resolved `null` because the key was held.
+   * holder, if still holding, lost it), from `expire(key)`, `expireOnce(key)`, `maxHoldMs`,
+   * `locked = false` or the end of a `minHoldMs`. `refused`: a call resolved `null` because the
+   * key was held, or `once()` met a run in progress (`OnceInProgressError`). A `once()` run
+   * appears as the lock on its record: `acquired` when it starts, `freed` when it ends.
    */
   type: 'acquired' | 'freed' | 'lost' | 'expired' | 'refused'
   /**
    * The key as given to `lock()`; for semaphore permits and read/write sides, the stored key
-   * (`{ _semaphore: key, permit: i }`, `{ _rwlock: key, reader: i }`, `{ _rwlock: key, writer: true }`).
+   * (`{ _semaphore: key, permit: i }`, `{ _rwlock: key, reader: i }`, `{ _rwlock: key, writer: true }`);
+   * for a `once(key)` run, `{ _once: key }`.
    */
   key: unknown
   /** When, on the locker's clock (`locker.now()`, ms since the epoch). */
@@ -55,6 +58,13 @@ export interface TestLocker extends LockManager {
   advance(ms: number): Promise<void>
   /** The holder of `key` died: its lock expires now (its signal aborts) and the next `lock()` takes it over. Throws if nobody holds `key`. */
   expire(key: LockKey): void
+  /**
+   * The record of `once(key)` expires now. A run in progress: its holder died (its `signal`
+   * aborts with a `LockLostError`), the next `once(key)` takes the record over and runs again
+   * with a higher fencing token, and the old run's end rejects with `LockLostError`. A finished
+   * record: its `ttlMs` has passed, the next call runs again. Throws if the key has no live record.
+   */
+  expireOnce(key: LockKey): void
   /** The lock on `key` is lost while held (as when another process took it over): its signal aborts, `onLost` is called, the key is free. Throws if nobody holds `key`. */
   takeOver(key: LockKey): void
   /** Throws an `Error` naming the locks still held: `afterEach(() => locker.assertNoneHeld())` catches a missing `free()`. */

@@ -13,14 +13,19 @@
 // stored key (`action`), semaphore permits and read/write sides as records
 // with object keys (`{ _semaphore: key, permit: i }`, `{ _rwlock: key,
 // reader: i }`, `{ _rwlock: key, writer: true }`), so that expiry, takeover
-// and loss apply to them exactly as to plain locks. See docs/testing.md.
+// and loss apply to them exactly as to plain locks. `once()` records are
+// records too (`{ _once: key }`): a run holds one as a lock, and a finished
+// record stays in its place until it expires, as the real documents do; the
+// rules of a run are lib/once.js's, shared with the real manager. See
+// docs/testing.md.
 
 const os = require('node:os')
-const { MongoLocksError, LockLostError } = require('./errors.js')
+const { MongoLocksError, LockLostError, OnceInProgressError, OnceMismatchError, OnceFailedError } = require('./errors.js')
 const metrics = require('./metrics.js')
 const { withLock } = require('./with-lock.js')
 const { Semaphore, ReadWriteLock, Election, ScheduledJob } = require('./primitives.js')
 const { appMongodb } = require('./app-mongodb.js')
+const { runOnce, recordView } = require('./once.js')
 const { actionOf, shown, bsonDisplay, keyText } = require('./keys.js')
 const {
   PREFIX, DEFAULT_TTL_MS, defaultRefreshMs, MAX_MS, LOCK_OPTIONS, INDEX_NAMES, LATENCY_BOUNDS, HOLD_BOUNDS, LOSS,
@@ -33,6 +38,9 @@ const LOCKER_OPTIONS = ['ttlMs', 'refreshMs', 'appName', 'collection']
 
 /** A copy of a stored value (so that a caller changing `lock.action` changes nothing here). */
 const copy = (value) => (value !== null && typeof value === 'object' ? JSON.parse(JSON.stringify(value)) : value)
+
+/** The stored key of the once-record of `key` (as src/engine/once.rs record_action): a TypeError on a bad key. */
+const onceAction = (key) => ({ _once: actionOf(key) })
 
 // ---------------------------------------------------------------- options
 
@@ -240,10 +248,12 @@ class TestLock {
 /**
  * One record per stored key, as the real manager has one document per key:
  * `{ id, action, shown, key, createdAt, refreshedAt, refreshUntil, expiresAt
- * (null while refreshed), fencingToken, holder, minHoldUntil, lock }`, where
- * `lock` is the lock state while handed out, `'staged'` for a writer waiting
- * for readers, and `null` once nobody refreshes it (abandoned, freed within
- * its minHoldMs, or its holder "died": `expire(key)`).
+ * (null while refreshed), fencingToken, holder, minHoldUntil, lock, once }`,
+ * where `lock` is the lock state while handed out, `'staged'` for a writer
+ * waiting for readers, and `null` once nobody refreshes it (abandoned, freed
+ * within its minHoldMs, or its holder "died": `expire(key)`). `once` is set
+ * on a finished once-record: `{ state, stored, payloadHash, resultBytes,
+ * completedAt }`, as the real document's fields.
  */
 class TestLocker {
   #ttlMs
@@ -257,7 +267,10 @@ class TestLocker {
   #timerAt = null
   #closed = false
   #holder
-  #stats = { acquired: 0, contended: 0, takenOver: 0, lost: 0, refreshes: 0, refreshCommands: 0, errors: 0 }
+  #stats = {
+    acquired: 0, contended: 0, takenOver: 0, lost: 0, refreshes: 0, refreshCommands: 0, errors: 0,
+    onceRuns: 0, onceReplays: 0, onceMismatches: 0, onceTakeovers: 0,
+  }
   #hist = { acquire: new Histogram(LATENCY_BOUNDS), wait: new Histogram(LATENCY_BOUNDS), hold: new Histogram(HOLD_BOUNDS), refresh: new Histogram(LATENCY_BOUNDS) }
   /** Every acquisition, free, loss, expiry and refusal, in order: `{ type, key, at }`. */
   history = []
@@ -363,7 +376,8 @@ class TestLocker {
     if (this.#records.get(record.shown) !== record || record.expired) return
     if (this.#expiresAt(record) > this.now()) return
     record.expired = true
-    this.#record('expired', record)
+    // A finished once-record is no lock: its end is no event of the history.
+    if (!record.once) this.#record('expired', record)
     if (record.lock && record.lock !== 'staged') this.#lose(record.lock, LOSS.expired, false)
     this.#wake()
   }
@@ -402,6 +416,7 @@ class TestLocker {
       holder: this.#holder,
       minHoldUntil: options.minHoldMs === undefined ? null : now + options.minHoldMs,
       lock: staged ? 'staged' : null,
+      once: null,
     }
     this.#records.set(shownKey, record)
     return record
@@ -560,7 +575,9 @@ class TestLocker {
   }
 
   #refuse(options) {
-    this.#stats.contended++
+    // A run in progress met by once() reads the record and tries no insert
+    // on the real manager, so it is not counted as contended there either.
+    if (!options.once) this.#stats.contended++
     if (options.key !== undefined) this.history.push({ type: 'refused', key: copy(options.key), at: this.now() })
     return null
   }
@@ -735,6 +752,107 @@ class TestLocker {
     return new ScheduledJob(this, name, options, fn).start()
   }
 
+  /**
+   * Runs `fn({ signal, fencingToken })` at most once per `key` while the
+   * key's record lives, and resolves to its result; a later call gets the
+   * stored result (lib/once.js, the same rules as the real manager's).
+   */
+  once(key, fn, options) {
+    return runOnce(
+      {
+        begin: (k, hash, o) => this.#call(() => this.#beginOnce(k, hash, o)),
+        complete: (lock, ...outcome) => Promise.resolve().then(() => this.#completeOnce(stateOf.get(lock), ...outcome)),
+      },
+      key,
+      fn,
+      options,
+    )
+  }
+
+  /**
+   * Claims the record of `key`: a lock on it (this call runs), the finished
+   * record as the real `beginOnce` gives it, or null when a run still holds
+   * it after `waitMs`. Counts as src/engine/once.rs `begin` counts.
+   */
+  #beginOnce(key, payloadHash, options) {
+    const action = onceAction(key)
+    const shownKey = shown(action)
+    const o = lockOptions(options)
+    o.fencing = true // each run of a key gets a higher token, as on the real manager
+    o.key = { _once: copy(key) }
+    o.once = true
+    return this.#acquire(o, (startedAt) => {
+      const found = this.#records.get(shownKey)
+      if (found !== undefined) this.#expireIfDue(found)
+      const tookOver = found !== undefined && found.expired
+      if (found !== undefined && !tookOver) {
+        if (!found.once) return null // a run holds it
+        // A call without a payload, or a record stored without one, is not compared.
+        const stored = found.once.payloadHash
+        const matches = stored === undefined || payloadHash === undefined || stored === payloadHash
+        this.#stats[matches ? 'onceReplays' : 'onceMismatches']++
+        return { state: found.once.state, stored: found.once.stored, matches }
+      }
+      const record = this.#take(action, o.key, o)
+      if (!record) return null
+      this.#stats.onceRuns++
+      // A run whose holder died, not a finished record past its ttlMs.
+      if (tookOver && !found.once) this.#stats.onceTakeovers++
+      return this.#handOut(record, o, startedAt)
+    })
+  }
+
+  /**
+   * Stores how the run holding `state` ended, if its record is still its
+   * own (not taken over after it expired, nor deleted); else `false`, the
+   * run's lock lost, as the real conditional update answers.
+   */
+  #completeOnce(state, failed, stored, payloadHash, bytes, ttlMs) {
+    if (this.#closed) throw this.#closedError()
+    const { record } = state
+    if (this.#records.get(record.shown) !== record || record.once) {
+      this.#lose(state, LOSS.gone)
+      return false
+    }
+    const now = this.now()
+    if (state.status === 'held') {
+      state.status = 'freed'
+      this.#hist.hold.observe(now - state.acquiredAt)
+      this.#record('freed', record)
+    }
+    // A record that expired but was not taken over yet is still this run's:
+    // the real update lands on it too, and it lives on as the finished record.
+    record.lock = null
+    record.expired = false
+    record.once = { state: failed ? 'failed' : 'completed', stored, payloadHash, resultBytes: bytes, completedAt: now }
+    record.expiresAt = now + ttlMs
+    // Callers waiting for this run now read its outcome.
+    this.#wake()
+    return true
+  }
+
+  /** The once-record of `key` now (state, who, times, result size), or `null`, as the real `inspectOnce`. */
+  inspectOnce(key) {
+    return this.#call(() => {
+      const record = this.#records.get(shown(onceAction(key)))
+      if (record === undefined) return Promise.resolve(null)
+      this.#expireIfDue(record)
+      const { once } = record
+      const expiresAtMs = once || record.expiresAt !== null ? record.expiresAt : this.#refreshedAt(record) + this.#ttlMs
+      return Promise.resolve(recordView({
+        state: once ? once.state : 'running',
+        holder: { ...record.holder },
+        fencingToken: record.fencingToken,
+        createdAtMs: record.createdAt,
+        completedAtMs: once ? once.completedAt : undefined,
+        expiresAtMs,
+        resultBytes: once ? once.resultBytes : undefined,
+        payloadHash: once ? once.payloadHash : undefined,
+        serverTimeMs: this.now(),
+      }))
+    })
+  }
+
   /** Who holds `key` now, as the real `inspect` reports it; `null` when nobody does. */
   inspect(key) {
     return this.#call(() => {
@@ -859,6 +977,24 @@ class TestLocker {
     this.#arm()
   }
 
+  /**
+   * The record of `once(key)` expires now: a run in progress lost its
+   * holder (its `signal` aborts; the next `once(key)` takes the record over
+   * and runs again with a higher fencing token), or a finished record
+   * reached its ttlMs (the next call runs again).
+   */
+  expireOnce(key) {
+    const record = this.#records.get(shown(onceAction(key)))
+    if (record !== undefined) this.#expireIfDue(record)
+    if (record === undefined || record.expired) {
+      throw new Error(`${PREFIX}/testing: expireOnce(${describe(key)}): there is no live once() record of this key`)
+    }
+    record.refreshedAt = Math.min(record.refreshedAt, this.now() - this.#ttlMs)
+    record.expiresAt = this.now()
+    this.#expireIfDue(record)
+    this.#arm()
+  }
+
   /** The lock on `key` is lost while held (its record deleted, as by a takeover): its signal aborts, onLost is called, the key is free. */
   takeOver(key) {
     const record = this.#records.get(shown(actionOf(key)))
@@ -883,4 +1019,6 @@ function createTestLocker(options) {
   return new TestLocker(options)
 }
 
-module.exports = { createTestLocker, TestLocker, TestLock, MongoLocksError, LockLostError }
+module.exports = {
+  createTestLocker, TestLocker, TestLock, MongoLocksError, LockLostError, OnceInProgressError, OnceMismatchError, OnceFailedError,
+}

@@ -20,18 +20,24 @@
 // - another manager with other options: `h.make(options)`, a LockManager on
 //   the same collection (closed at teardown), or createTestLocker(options).
 // - time passing: `h.tick(ms)`, a real sleep, or `advance(ms)`.
+// - once() records: the real manager's are documents of its collection
+//   (`{ _once: key }`), the test locker's records in memory. A record's
+//   ttlMs passing: a short ttlMs and real time, or `advance(ms)`; a record
+//   deleted while its run goes on: `h.removeDocument({ _once: key })`.
 //
 // "The rules the Rust core owns" are the cases that keep lib/rules.js (the
 // test locker's copy of each limit, default and message) equal to what the
 // Rust core does: every message there is written out in full.
 import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest'
 import { createRequire } from 'node:module'
+import { BSON } from 'mongodb'
 import { lib, freshCollection, eventually, sleep } from '../support/suite.mjs'
 
 const require = createRequire(import.meta.url)
 const { createTestLocker } = require('../../lib/testing.js')
 const rules = require('../../lib/rules.js')
-const { LockLostError, MongoLocksError, acquireLock, requireLock } = lib
+const { fingerprint } = require('../../lib/once.js')
+const { LockLostError, MongoLocksError, OnceInProgressError, OnceMismatchError, OnceFailedError, acquireLock, requireLock } = lib
 
 const OPTIONS = { ttlMs: 2000, refreshMs: 200 }
 
@@ -461,6 +467,264 @@ describe.each(implementations)('$name', (impl) => {
     expect(h.locker.stats().held).toBe(0)
   })
 
+  describe('once()', () => {
+    const deferred = () => {
+      let resolve
+      const promise = new Promise((r) => { resolve = r })
+      return { promise, resolve }
+    }
+    /** fn of a run that goes on until `gate` opens: `started` resolves to what fn was given. */
+    const heldRun = (result) => {
+      const gate = deferred()
+      const started = deferred()
+      const fn = vi.fn(async (ctx) => {
+        started.resolve(ctx)
+        await gate.promise
+        return result
+      })
+      return { fn, open: () => gate.resolve(), started: started.promise }
+    }
+    // The size as BSON of the stored `{ value }`, by the mongodb package's own count.
+    const bsonBytes = (value) => BSON.calculateObjectSize({ value })
+
+    it('runs fn once, and later calls from any instance get its result as stored: what survives storage comes back', async () => {
+      const fn = vi.fn(async () => ({
+        total: 1250,
+        ratio: 0.5,
+        negative: -0,
+        big: 2n ** 40n,
+        issued: new Date(1_700_000_000_000),
+        pdf: Buffer.from('%PDF'),
+        raw: new Uint8Array([1, 2]),
+        lines: [1, 'a', null, undefined],
+        matrix: [[1, 2], [3]],
+        meta: { ok: true, dropped: undefined, 'v1.2': 'dotted' },
+      }))
+      const first = await h.locker.once('invoice-7', fn)
+      expect(fn).toHaveBeenCalledTimes(1)
+      const { signal, fencingToken } = fn.mock.calls[0][0]
+      expect(signal).toBeInstanceOf(AbortSignal)
+      expect(signal.aborted).toBe(false)
+      expect(typeof fencingToken).toBe('bigint')
+      expect(first.meta).toHaveProperty('dropped') // the caller that ran gets fn's own value
+      const stored = {
+        total: 1250,
+        ratio: 0.5,
+        negative: -0,
+        big: 2n ** 40n,
+        issued: new Date(1_700_000_000_000),
+        pdf: Buffer.from('%PDF'),
+        raw: Buffer.from([1, 2]),
+        lines: [1, 'a', null, null],
+        matrix: [[1, 2], [3]],
+        meta: { ok: true, 'v1.2': 'dotted' },
+      }
+      for (const replayed of [await h.locker.once('invoice-7', fn), await h.other.once('invoice-7', fn)]) {
+        expect(replayed).toStrictEqual(stored)
+        expect(Object.is(replayed.negative, -0)).toBe(true)
+        expect(Buffer.isBuffer(replayed.raw)).toBe(true)
+      }
+      expect(fn).toHaveBeenCalledTimes(1)
+      // undefined is a result too: stored as none, given back as undefined, not run again.
+      const nothing = vi.fn(async () => undefined)
+      expect(await h.locker.once('invoice-8', nothing)).toBeUndefined()
+      expect(await h.other.once('invoice-8', nothing)).toBeUndefined()
+      expect(nothing).toHaveBeenCalledTimes(1)
+      expect(h.locker.stats().held).toBe(0)
+    })
+
+    it('a call while the run is in progress: OnceInProgressError at once without waitMs; after waitMs; with a longer waitMs, the run\'s result', async () => {
+      const run = heldRun('paid')
+      const running = h.locker.once('payment-9', run.fn)
+      await run.started
+      expect(h.locker.stats().held).toBe(1) // the run holds its record as a lock
+      const err = await h.other.once('payment-9', run.fn).catch((e) => e)
+      expect(err).toBeInstanceOf(OnceInProgressError)
+      expect(err).toMatchObject({ name: 'OnceInProgressError', code: 'ONCE_IN_PROGRESS', key: 'payment-9', waitMs: 0 })
+      expect(err.message).toBe('mongo-locks-native: once("payment-9") is running elsewhere; try again later')
+      let settled = false
+      const short = h.other.once('payment-9', run.fn, { waitMs: 300 }).catch((e) => e).finally(() => { settled = true })
+      expect(await h.waitFor(() => settled, 400)).toBe(true)
+      const late = await short
+      expect(late).toBeInstanceOf(OnceInProgressError)
+      expect(late.waitMs).toBe(300)
+      expect(late.message).toBe('mongo-locks-native: once("payment-9") is running elsewhere and did not finish within waitMs (300 ms); try again later')
+      let answered = false
+      const waiting = h.other.once('payment-9', run.fn, { waitMs: 30_000 }).finally(() => { answered = true })
+      const controller = new AbortController()
+      const cancelled = h.other.once('payment-9', run.fn, { waitMs: 30_000, signal: controller.signal })
+      const reason = new Error('the client went away')
+      controller.abort(reason)
+      await expect(cancelled).rejects.toBe(reason)
+      run.open()
+      expect(await running).toBe('paid')
+      // The waiter reads the outcome soon after the run ends, well before its waitMs.
+      expect(await h.waitFor(() => answered, 1000)).toBe(true)
+      expect(await waiting).toBe('paid')
+      expect(run.fn).toHaveBeenCalledTimes(1)
+      expect(h.locker.stats().held).toBe(0)
+    })
+
+    it('payload: the same payload (fields in any order) or none replays; another payload is refused with OnceMismatchError and runs nothing', async () => {
+      const fn = vi.fn(async () => ({ refund: 'r-1' }))
+      await h.locker.once('refund-1', fn, { payload: { amount: 10, currency: 'GBP' } })
+      expect(await h.other.once('refund-1', fn, { payload: { currency: 'GBP', amount: 10 } })).toEqual({ refund: 'r-1' })
+      expect(await h.locker.once('refund-1', fn)).toEqual({ refund: 'r-1' }) // a call without a payload is not compared
+      const err = await h.other.once('refund-1', fn, { payload: { amount: 11, currency: 'GBP' } }).catch((e) => e)
+      expect(err).toBeInstanceOf(OnceMismatchError)
+      expect(err).toMatchObject({ name: 'OnceMismatchError', code: 'ONCE_PAYLOAD_MISMATCH', key: 'refund-1' })
+      expect(err.message).toBe('mongo-locks-native: once("refund-1") ran before with a different payload; nothing ran. Use a new key for a different request')
+      expect(fn).toHaveBeenCalledTimes(1)
+      expect((await h.locker.inspectOnce('refund-1')).payloadHash).toBe(fingerprint({ amount: 10, currency: 'GBP' }))
+      // A record stored without a payload matches any.
+      const bare = vi.fn(async () => 'done')
+      await h.locker.once('refund-2', bare)
+      expect(await h.other.once('refund-2', bare, { payload: { amount: 99 } })).toBe('done')
+      expect(bare).toHaveBeenCalledTimes(1)
+    })
+
+    it('a failed run: the caller gets its own error and nothing is kept; rememberErrors keeps its name, message and code for later calls', async () => {
+      const declined = Object.assign(new Error('card declined'), { name: 'PaymentError', code: 'DECLINED' })
+      const failing = vi.fn(async () => { throw declined })
+      await expect(h.locker.once('charge-1', failing)).rejects.toBe(declined)
+      expect(await h.locker.inspectOnce('charge-1')).toBeNull()
+      expect(await h.other.once('charge-1', async () => 'charged')).toBe('charged') // runs again
+
+      await expect(h.locker.once('charge-2', failing, { rememberErrors: true })).rejects.toBe(declined)
+      expect(await h.locker.inspectOnce('charge-2')).toMatchObject({ state: 'failed', resultBytes: BSON.calculateObjectSize({ name: 'PaymentError', message: 'card declined', code: 'DECLINED' }) })
+      for (const options of [{ rememberErrors: true }, undefined]) {
+        const err = await h.other.once('charge-2', failing, options).catch((e) => e)
+        expect(err).toBeInstanceOf(OnceFailedError)
+        expect(err).toMatchObject({ name: 'OnceFailedError', code: 'ONCE_FAILED', key: 'charge-2' })
+        expect(err.message).toBe('mongo-locks-native: once("charge-2") ran before and failed (PaymentError: card declined); rememberErrors keeps that failure until the record expires')
+        expect(err.cause).toBeInstanceOf(Error)
+        expect(err.cause).toMatchObject({ name: 'PaymentError', message: 'card declined', code: 'DECLINED' })
+      }
+      expect(failing).toHaveBeenCalledTimes(2)
+    })
+
+    it('a result it cannot store: TypeError naming the path, nothing kept, the next call runs', async () => {
+      const err = await h.locker.once('report-1', async () => ({ rows: new Map([[1, 2]]) })).catch((e) => e)
+      expect(err).toBeInstanceOf(TypeError)
+      expect(err.message).toBe('mongo-locks-native: once() cannot store the result: the result.rows is a Map; it stores plain objects, arrays, strings, numbers, bigints (64-bit), booleans, null, Dates and Buffers (or Uint8Arrays)')
+      const dollar = await h.locker.once('report-1', async () => ({ $set: 1 })).catch((e) => e)
+      expect(dollar).toBeInstanceOf(TypeError)
+      expect(dollar.message).toMatch(/^mongo-locks-native: once\(\) cannot store the result: the result\.\$set has a field name that starts with '\$'/)
+      expect(await h.locker.inspectOnce('report-1')).toBeNull()
+      expect(await h.other.once('report-1', async () => ({ rows: [[1, 2]] }))).toEqual({ rows: [[1, 2]] })
+      expect(h.locker.stats().held).toBe(0)
+    })
+
+    it('a result over maxResultBytes: RangeError with its size as BSON, nothing kept, the next call runs', async () => {
+      const big = 'x'.repeat(200)
+      const err = await h.locker.once('export-1', async () => big, { maxResultBytes: 100 }).catch((e) => e)
+      expect(err).toBeInstanceOf(RangeError)
+      expect(bsonBytes(big)).toBe(217)
+      expect(err.message).toBe('mongo-locks-native: once("export-1") ran, but its result takes 217 bytes as BSON, over maxResultBytes (100); it was not stored, so the next call runs again')
+      expect(await h.locker.inspectOnce('export-1')).toBeNull()
+      expect(await h.other.once('export-1', async () => big, { maxResultBytes: 217 })).toBe(big)
+      expect((await h.locker.inspectOnce('export-1')).resultBytes).toBe(217)
+    })
+
+    it('a finished record lives ttlMs: replayed until then, and the next call after it runs again with a higher fencing token', async () => {
+      let runs = 0
+      const fn = async ({ fencingToken }) => ({ run: ++runs, token: fencingToken })
+      const options = { ttlMs: 1500 }
+      const first = await h.locker.once('nightly-email', fn, options)
+      expect(await h.other.once('nightly-email', fn, options)).toEqual(first)
+      const view = await h.locker.inspectOnce('nightly-email')
+      expect(view.expiresAt.getTime() - view.completedAt.getTime()).toBe(1500)
+      const second = await h.waitFor(async () => {
+        const seen = await h.locker.once('nightly-email', fn, options)
+        return seen.run === 2 && seen
+      }, 1600)
+      expect(second).toMatchObject({ run: 2 })
+      expect(second.token).toBeGreaterThan(first.token)
+      // A finished record past its ttlMs is replaced, not taken over from a dead run.
+      expect(h.locker.stats()).toMatchObject({ onceRuns: 2, onceTakeovers: 0 })
+    })
+
+    it('the record deleted while its run goes on: the run\'s signal aborts, and its end rejects with LockLostError carrying the result, nothing stored', async () => {
+      const run = heldRun({ moved: 100 })
+      const running = h.locker.once('transfer-3', run.fn).catch((e) => e)
+      const { signal } = await run.started
+      await h.removeDocument({ _once: 'transfer-3' })
+      expect(await h.waitFor(() => signal.aborted, OPTIONS.refreshMs * 2)).toBe(true)
+      expect(signal.reason).toBeInstanceOf(LockLostError)
+      expect(signal.reason.message).toBe('mongo-locks-native: lost the lock on "{ \\"_once\\": \\"transfer-3\\" }": its document is gone (deleted, or taken over after it expired)')
+      run.open()
+      const err = await running
+      expect(err).toBeInstanceOf(LockLostError)
+      expect(err.result).toEqual({ moved: 100 })
+      expect(err.message).toBe('mongo-locks-native: once("transfer-3") ran, but its record was taken over before the outcome was stored (this run\'s lock was lost: the process was paused or cut off from the server past ttlMs); the outcome was not stored, and the run that took over is the one that counts')
+      expect(await h.locker.inspectOnce('transfer-3')).toBeNull()
+      expect(h.locker.stats()).toMatchObject({ held: 0, lost: 1 })
+      expect(await h.other.once('transfer-3', async () => 'again')).toBe('again')
+    })
+
+    it('inspectOnce: null for no record; a run in progress; a finished record with its times, size and fingerprint', async () => {
+      expect(await h.locker.inspectOnce('audit-1')).toBeNull()
+      const run = heldRun({ ok: true })
+      const running = h.locker.once('audit-1', run.fn, { payload: { id: 1 }, ttlMs: 60_000 })
+      const { fencingToken } = await run.started
+      const during = await h.other.inspectOnce('audit-1')
+      expect(during).toMatchObject({ state: 'running', holder: { pid: process.pid }, completedAt: null, resultBytes: null, payloadHash: null })
+      expect(Object.keys(during).sort()).toEqual(['ageMs', 'completedAt', 'createdAt', 'expiresAt', 'expiresInMs', 'fencingToken', 'holder', 'payloadHash', 'resultBytes', 'state'])
+      expect(BigInt(during.fencingToken)).toBe(fencingToken)
+      expect(during.createdAt).toBeInstanceOf(Date)
+      expect(during.expiresAt).toBeInstanceOf(Date)
+      expect(during.expiresInMs).toBeGreaterThan(0)
+      expect(during.expiresInMs).toBeLessThanOrEqual(OPTIONS.ttlMs) // a running record lives one manager ttl past its last refresh
+      expect(during.ageMs).toBeGreaterThanOrEqual(0)
+      run.open()
+      await running
+      const done = await h.other.inspectOnce('audit-1')
+      expect(done).toMatchObject({ state: 'completed', holder: { pid: process.pid }, payloadHash: fingerprint({ id: 1 }), resultBytes: bsonBytes({ ok: true }) })
+      expect(BigInt(done.fencingToken)).toBe(fencingToken)
+      expect(done.createdAt).toEqual(during.createdAt)
+      expect(done.completedAt.getTime()).toBeGreaterThanOrEqual(done.createdAt.getTime())
+      expect(done.expiresAt.getTime() - done.completedAt.getTime()).toBe(60_000)
+      expect(done.expiresInMs).toBeGreaterThan(50_000)
+      expect(done.expiresInMs).toBeLessThanOrEqual(60_000)
+      await expect(h.locker.inspectOnce('')).rejects.toThrow('mongo-locks-native: invalid lock key "": the empty string is not a key; expected a non-empty string, a finite number, an array or a plain object')
+    })
+
+    it('stats: onceRuns, onceReplays, onceMismatches, onceTakeovers, in stats() and metricsSnapshot()', async () => {
+      const fn = vi.fn(async () => 'ok')
+      await h.locker.once('counted-1', fn, { payload: 1 })
+      await h.locker.once('counted-1', fn, { payload: 1 })
+      await h.locker.once('counted-1', fn)
+      await expect(h.locker.once('counted-1', fn, { payload: 2 })).rejects.toThrow(OnceMismatchError)
+      await h.locker.once(['counted', 2], fn)
+      const expected = { held: 0, acquired: 2, onceRuns: 2, onceReplays: 2, onceMismatches: 1, onceTakeovers: 0 }
+      expect(h.locker.stats()).toMatchObject(expected)
+      expect(h.locker.metricsSnapshot().counters).toMatchObject(expected)
+      expect(fn).toHaveBeenCalledTimes(2)
+    })
+
+    const fn = () => 'ran'
+    const STORES = 'plain objects, arrays, strings, numbers, bigints (64-bit), booleans, null, Dates and Buffers (or Uint8Arrays)'
+    it.each([
+      ['a fn that is not a function', (l) => l.once('k', 'run'), 'mongo-locks-native: once(key, fn) needs fn, a function, got "run"'],
+      ['options that are not an object', (l) => l.once('k', fn, 5), 'mongo-locks-native: the options of once() must be an object, got 5'],
+      ['an unknown option', (l) => l.once('k', fn, { ttl: 5 }), 'mongo-locks-native: unknown option "ttl" of once(); expected one of payload, ttlMs, waitMs, signal, maxResultBytes, rememberErrors'],
+      ['ttlMs 0', (l) => l.once('k', fn, { ttlMs: 0 }), 'mongo-locks-native: options.ttlMs must be a whole number of milliseconds from 1 to 2147483647, got 0'],
+      ['a negative waitMs', (l) => l.once('k', fn, { waitMs: -1 }), 'mongo-locks-native: options.waitMs must be a whole number of milliseconds from 0 to 2147483647, got -1'],
+      ['maxResultBytes over 15 MiB', (l) => l.once('k', fn, { maxResultBytes: 15 * 1024 * 1024 + 1 }), 'mongo-locks-native: options.maxResultBytes must be a whole number of bytes from 1 to 15728640, got 15728641'],
+      ['rememberErrors that is not a boolean', (l) => l.once('k', fn, { rememberErrors: 'yes' }), 'mongo-locks-native: options.rememberErrors must be true or false, got "yes"'],
+      ['a signal that is not one', (l) => l.once('k', fn, { signal: {} }), 'mongo-locks-native: options.signal must be an AbortSignal, got {}'],
+      ['a payload it cannot store', (l) => l.once('k', fn, { payload: { at: new Map() } }), `mongo-locks-native: once() cannot store the payload: options.payload.at is a Map; it stores ${STORES}`],
+      ['an empty key', (l) => l.once('', fn), 'mongo-locks-native: invalid lock key "": the empty string is not a key; expected a non-empty string, a finite number, an array or a plain object'],
+      ['a key with a $ field', (l) => l.once({ $where: 1 }, fn), 'mongo-locks-native: invalid lock key {"$where":1}: field name "$where" starts with \'$\', which MongoDB reads as an operator; expected a non-empty string, a finite number, an array or a plain object'],
+    ])('rejects %s with the same TypeError, running and storing nothing', async (_, call, message) => {
+      const err = await call(h.locker).catch((e) => e)
+      expect(err).toBeInstanceOf(TypeError)
+      expect(err.message).toBe(message)
+      expect(await h.locker.inspectOnce('k')).toBeNull()
+      expect(h.locker.stats()).toMatchObject({ held: 0, acquired: 0, onceRuns: 0 })
+    })
+  })
+
   describe('the rules the Rust core owns', () => {
     const KEY = '; expected a non-empty string, a finite number, an array or a plain object'
     const deep = JSON.parse('['.repeat(17) + '1' + ']'.repeat(17))
@@ -577,6 +841,25 @@ describe.each(implementations)('$name', (impl) => {
     })
   })
 
+})
+
+// Counters are read by name (dashboards, the metrics module): both lockers
+// must name the same ones.
+describe('stats() and metricsSnapshot().counters name the same counters on both lockers', () => {
+  it('the same names', async () => {
+    const ctx = await freshCollection('conformance-stats')
+    const real = new lib.LockManager(ctx.collection, { logger: false, ...OPTIONS })
+    const test = createTestLocker(OPTIONS)
+    try {
+      expect(Object.keys(test.stats()).sort()).toEqual(Object.keys(real.stats()).sort())
+      expect(Object.keys(test.metricsSnapshot().counters).sort()).toEqual(Object.keys(real.metricsSnapshot().counters).sort())
+      expect(Object.keys(real.stats())).toEqual(expect.arrayContaining(['onceRuns', 'onceReplays', 'onceMismatches', 'onceTakeovers']))
+    } finally {
+      await test.close()
+      await real.close()
+      await ctx.close()
+    }
+  })
 })
 
 // The Rust core checks the permit limit itself, beneath primitives.js: the

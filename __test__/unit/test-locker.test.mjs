@@ -1,8 +1,10 @@
 // What only the test locker has: its clock under the test's control (vitest's
 // fake timers, or advance()), the record of what happened (history, heldKeys),
-// simulated failures (expire, takeOver) and assertNoneHeld. The behaviour it
-// shares with the real manager is in conformance.test.mjs. The last block is
-// the package as npm packs it: the test locker loads with no binary at all.
+// simulated failures (expire, takeOver, expireOnce) and assertNoneHeld, and
+// once() driven through them, down to an application's own test with the
+// test locker as `server.locker`. The behaviour it shares with the real
+// manager is in conformance.test.mjs. The last block is the package as npm
+// packs it: the test locker loads with no binary at all.
 import { describe, it, expect, vi, afterEach, beforeAll, afterAll, onTestFinished } from 'vitest'
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, readdirSync, writeFileSync } from 'node:fs'
@@ -13,7 +15,9 @@ import { fileURLToPath } from 'node:url'
 
 const require = createRequire(import.meta.url)
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-const { createTestLocker, LockLostError, MongoLocksError } = require('../../lib/testing.js')
+const {
+  createTestLocker, LockLostError, MongoLocksError, OnceInProgressError, OnceMismatchError, OnceFailedError,
+} = require('../../lib/testing.js')
 
 describe('the test locker on fake timers', () => {
   afterEach(() => { vi.useRealTimers() })
@@ -181,6 +185,196 @@ describe('the test locker', () => {
     const errors = require('../../lib/errors.js')
     expect(LockLostError).toBe(errors.LockLostError)
     expect(MongoLocksError).toBe(errors.MongoLocksError)
+    expect(OnceInProgressError).toBe(errors.OnceInProgressError)
+    expect(OnceMismatchError).toBe(errors.OnceMismatchError)
+    expect(OnceFailedError).toBe(errors.OnceFailedError)
+  })
+})
+
+/** A promise and its resolve: a gate a run waits at, or a sign that it started. */
+const deferred = () => {
+  let resolve
+  const promise = new Promise((r) => { resolve = r })
+  return { promise, resolve }
+}
+
+describe('once() on the test locker', () => {
+  afterEach(() => { vi.useRealTimers() })
+
+  it('a finished record lives its ttlMs (a day by default) on the fake clock: replayed until then, run again after', async () => {
+    vi.useFakeTimers()
+    const locker = createTestLocker()
+    const fn = vi.fn(async ({ fencingToken }) => fencingToken)
+    expect(await locker.once('daily-report', fn)).toBe(1n)
+    await vi.advanceTimersByTimeAsync(24 * 60 * 60 * 1000 - 1)
+    expect(await locker.once('daily-report', fn)).toBe(1n)
+    expect(fn).toHaveBeenCalledTimes(1)
+    await vi.advanceTimersByTimeAsync(1)
+    expect(await locker.once('daily-report', fn)).toBe(2n)
+    expect(locker.stats()).toMatchObject({ onceRuns: 2, onceReplays: 1, onceTakeovers: 0 })
+    // advance() moves the locker's own clock the same way.
+    await locker.advance(24 * 60 * 60 * 1000)
+    expect(await locker.once('daily-report', fn)).toBe(3n)
+  })
+
+  it('expireOnce(key) on a run in progress: its signal aborts, the next call takes over and runs, the old run\'s end rejects with LockLostError', async () => {
+    const locker = createTestLocker()
+    const gate = deferred()
+    const started = deferred()
+    const old = locker.once('import-7', async ({ signal }) => {
+      started.resolve(signal)
+      await gate.promise
+      return 'old'
+    }).catch((e) => e)
+    const oldSignal = await started.promise
+    expect(locker.heldKeys).toEqual([{ _once: 'import-7' }])
+    locker.expireOnce('import-7') // the instance running it died
+    expect(oldSignal.aborted).toBe(true)
+    expect(oldSignal.reason).toBeInstanceOf(LockLostError)
+    expect(oldSignal.reason.message).toMatch(/its expiry passed without a successful refresh/)
+    expect(await locker.inspectOnce('import-7')).toMatchObject({ state: 'running' })
+    expect(await locker.once('import-7', async ({ fencingToken }) => `new ${fencingToken}`)).toBe('new 2')
+    gate.resolve()
+    const err = await old
+    expect(err).toBeInstanceOf(LockLostError)
+    expect(err.result).toBe('old')
+    expect(await locker.once('import-7', async () => 'a third run')).toBe('new 2') // the run that took over counts
+    expect(locker.stats()).toMatchObject({ onceRuns: 2, onceTakeovers: 1, takenOver: 1, held: 0 })
+  })
+
+  it('a run whose record expired but was not taken over yet still stores its outcome, as on the real manager', async () => {
+    const locker = createTestLocker()
+    const gate = deferred()
+    const slow = locker.once('slow-1', async () => { await gate.promise; return 'late but kept' })
+    // The run holds its record from the call on: no need to wait for fn to start.
+    locker.expireOnce('slow-1')
+    gate.resolve()
+    expect(await slow).toBe('late but kept')
+    expect(await locker.once('slow-1', async () => 'not run')).toBe('late but kept')
+  })
+
+  it('expireOnce(key) on a finished record: its ttlMs has passed, the next call runs; without a live record it throws', async () => {
+    const locker = createTestLocker()
+    const fn = vi.fn(async () => 'sent')
+    await locker.once('welcome-mail', fn)
+    locker.expireOnce('welcome-mail')
+    expect(await locker.inspectOnce('welcome-mail')).toMatchObject({ state: 'completed', expiresInMs: 0 })
+    await locker.once('welcome-mail', fn)
+    expect(fn).toHaveBeenCalledTimes(2)
+    expect(() => locker.expireOnce('never-ran')).toThrow('mongo-locks-native/testing: expireOnce("never-ran"): there is no live once() record of this key')
+    locker.expireOnce('welcome-mail')
+    expect(() => locker.expireOnce('welcome-mail')).toThrow(/there is no live once\(\) record/)
+    expect(() => locker.expireOnce('')).toThrow(/invalid lock key "": the empty string is not a key/)
+  })
+
+  it('a waiter (waitMs) on a run whose holder died takes the record over and runs', async () => {
+    const locker = createTestLocker()
+    const gate = deferred()
+    locker.once(['sync', 3], async () => { await gate.promise; return 'first' }).catch(() => {})
+    // The run holds its record from the call on: no need to wait for fn to start.
+    const waiting = locker.once(['sync', 3], async () => 'second', { waitMs: 60_000 })
+    await locker.advance(10_000)
+    locker.expireOnce(['sync', 3]) // keys as lock() takes them: the array's record is { _once: { _key_array: [...] } }
+    expect(await waiting).toBe('second')
+    gate.resolve()
+  })
+
+  it('history and heldKeys show a run as the lock on { _once: key }; a call meeting it is refused', async () => {
+    const locker = createTestLocker()
+    const gate = deferred()
+    const running = locker.once('payout-1', async () => { await gate.promise; return 1 })
+    // The run holds its record from the call on: no need to wait for fn to start.
+    expect(locker.heldKeys).toEqual([{ _once: 'payout-1' }])
+    expect(() => locker.assertNoneHeld()).toThrow(/1 lock still held: \{"_once":"payout-1"\}/)
+    await expect(locker.once('payout-1', async () => 2)).rejects.toThrow(OnceInProgressError)
+    gate.resolve()
+    await running
+    await locker.once('payout-1', async () => 3)
+    locker.assertNoneHeld()
+    expect(locker.history.map(({ type, key }) => [type, key])).toEqual([
+      ['acquired', { _once: 'payout-1' }],
+      ['refused', { _once: 'payout-1' }],
+      ['freed', { _once: 'payout-1' }],
+    ])
+    // A finished record keeps the key taken for lock() too, as the document does on the server.
+    expect(await locker.lock({ _once: 'payout-1' })).toBeNull()
+  })
+
+  it('close() while a run goes on: the run ends rejecting as closed, and later calls reject', async () => {
+    const locker = createTestLocker()
+    const gate = deferred()
+    const running = locker.once('closing', async () => { await gate.promise; return 'done' }).catch((e) => e)
+    // The run holds its record from the call on: no need to wait for fn to start.
+    await locker.close()
+    gate.resolve()
+    const err = await running
+    expect(err).toBeInstanceOf(MongoLocksError)
+    expect(err.closed).toBe(true)
+    await expect(locker.once('after', async () => 1)).rejects.toThrow('mongo-locks-native: this LockManager is closed')
+  })
+})
+
+// The locking guide's "Mock the Locker" pattern, for code that uses once():
+// an application's own module and its test, the test locker as
+// `server.locker`. `createPayment` is what a route handler of a Hapi
+// backend would call with `request.server`.
+describe('an application test with the test locker as server.locker', () => {
+  async function createPayment(server, { idempotencyKey, body, charge }) {
+    try {
+      const payment = await server.locker.once(`payment:${idempotencyKey}`, async ({ fencingToken }) => {
+        const receipt = await charge(body.amount)
+        return { receipt, amount: body.amount, run: Number(fencingToken) }
+      }, { payload: body })
+      return { statusCode: 201, payment }
+    } catch (err) {
+      if (err instanceof OnceInProgressError) return { statusCode: 409 }
+      if (err instanceof OnceMismatchError) return { statusCode: 422 }
+      throw err
+    }
+  }
+
+  const locker = createTestLocker()
+  afterEach(() => locker.assertNoneHeld())
+
+  it('charges once for a retried request and answers the retry with the same payment', async () => {
+    const server = { locker }
+    const charge = vi.fn(async (amount) => `rcpt-${amount}`)
+    vi.spyOn(locker, 'once')
+    const first = await createPayment(server, { idempotencyKey: 'a1', body: { amount: 30 }, charge })
+    const retry = await createPayment(server, { idempotencyKey: 'a1', body: { amount: 30 }, charge })
+    expect(first).toEqual({ statusCode: 201, payment: { receipt: 'rcpt-30', amount: 30, run: 1 } })
+    expect(retry).toEqual(first)
+    expect(charge).toHaveBeenCalledTimes(1)
+    expect(locker.once).toHaveBeenCalledWith('payment:a1', expect.any(Function), { payload: { amount: 30 } })
+    expect(locker.stats()).toMatchObject({ onceRuns: 1, onceReplays: 1 })
+  })
+
+  it('answers 422 to the same key with another body, charging nothing', async () => {
+    const server = { locker }
+    const charge = vi.fn(async (amount) => `rcpt-${amount}`)
+    await createPayment(server, { idempotencyKey: 'b2', body: { amount: 30 }, charge })
+    expect(await createPayment(server, { idempotencyKey: 'b2', body: { amount: 31 }, charge })).toEqual({ statusCode: 422 })
+    expect(charge).toHaveBeenCalledTimes(1)
+  })
+
+  it('answers 409 to a retry while the first request is still charging', async () => {
+    const server = { locker }
+    const gate = deferred()
+    const charge = vi.fn(async () => { await gate.promise; return 'rcpt' })
+    const first = createPayment(server, { idempotencyKey: 'c3', body: { amount: 5 }, charge })
+    // The run holds its record from the call on: no need to wait for fn to start.
+    expect(await createPayment(server, { idempotencyKey: 'c3', body: { amount: 5 }, charge })).toEqual({ statusCode: 409 })
+    gate.resolve()
+    expect((await first).statusCode).toBe(201)
+    expect(charge).toHaveBeenCalledTimes(1)
+  })
+
+  it('a failed charge is not kept: the retry charges again', async () => {
+    const server = { locker }
+    const charge = vi.fn().mockRejectedValueOnce(new Error('gateway timeout')).mockResolvedValueOnce('rcpt-9')
+    await expect(createPayment(server, { idempotencyKey: 'd4', body: { amount: 9 }, charge })).rejects.toThrow('gateway timeout')
+    expect(await createPayment(server, { idempotencyKey: 'd4', body: { amount: 9 }, charge })).toMatchObject({ statusCode: 201, payment: { receipt: 'rcpt-9' } })
+    expect(charge).toHaveBeenCalledTimes(2)
   })
 })
 
@@ -210,6 +404,7 @@ describe('the packed package with no binary', () => {
         out.locked = lock.locked
         out.again = await locker.lock('k')
         out.freed = await lock.free()
+        out.once = [await locker.once('o', async () => 42), await locker.once('o', async () => 43)]
         locker.assertNoneHeld()
         try { require(${JSON.stringify(path.join(dir, 'index.js'))}); out.main = 'loaded' } catch (err) { out.main = err.message }
         console.log(JSON.stringify(out))
@@ -221,7 +416,7 @@ describe('the packed package with no binary', () => {
     const run = spawnSync(process.execPath, [script], { cwd: tmp, encoding: 'utf8', env })
     expect(run.status, run.stderr).toBe(0)
     const seen = JSON.parse(run.stdout)
-    expect(seen).toMatchObject({ locked: true, again: null, freed: true })
+    expect(seen).toMatchObject({ locked: true, again: null, freed: true, once: [42, 42] })
     expect(seen.main).toMatch(/^mongo-locks-native \S+ could not load its native addon for /)
   })
 })
