@@ -57,6 +57,12 @@ export async function onceMisuse(locker: LockManager) {
   await locker.once('k', () => 1, { ttlMs: '1h' }) // expect TS2322
 }
 
+// An idempotent route's options are checked.
+export function idempotencyMisuse() {
+  const server = hapiServer()
+  server.route({ method: 'POST', path: '/p', options: { plugins: { locks: { idempotency: { required: 'yes' } } } }, handler: () => 1 }) // expect TS2322
+}
+
 // Shared locks take no fencing token; a semaphore needs its limit.
 export async function primitivesMisuse(locker: LockManager) {
   await locker.semaphore('k', { limit: 2 }).acquire({ fencing: true }) // expect TS2353

@@ -48,6 +48,7 @@ export async function testingUsage(): Promise<void> {
   await locker.advance(60_000)
   locker.expire('k')
   locker.takeOver(['k', 1])
+  locker.expireOnce('payment-7')
   locker.assertNoneHeld()
   const events: TestLockerEvent[] = locker.history
   expectType<Exactly<(typeof events)[number]['type'], 'acquired' | 'freed' | 'lost' | 'expired' | 'refused'>>()

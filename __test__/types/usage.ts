@@ -21,7 +21,7 @@ import {
   OnceFailedError,
   type OnceRecordView,
 } from 'mongo-locks-native'
-import { plugin as mongoLocksPlugin } from 'mongo-locks-native/hapi'
+import { plugin as mongoLocksPlugin, idempotency } from 'mongo-locks-native/hapi'
 import * as mongoLocksModule from 'mongo-locks-native/hapi'
 import type { MongoLocksPluginOptions } from 'mongo-locks-native/hapi'
 
@@ -229,4 +229,21 @@ export async function onceUsage(locker: LockManager, paymentId: string) {
     if (err instanceof OnceFailedError) return err.cause.message
   }
   return state
+}
+
+// An idempotent Hapi route: its options are typed, and so is what the handler finds.
+export async function idempotentRoute(locker: LockManager) {
+  const server = hapiServer()
+  server.decorate('server', 'locker', locker)
+  await server.register(idempotency)
+  server.route({
+    method: 'POST',
+    path: '/payments',
+    options: { plugins: { locks: { idempotency: { required: true, ttlMs: 86_400_000, key: (request) => String(request.headers['x-request-id']) } } } },
+    handler: (request: Request) => {
+      const run = request.plugins.locks?.idempotency
+      expectType<Exactly<typeof run, { key: string; signal: AbortSignal; fencingToken: bigint } | undefined>>()
+      return { token: String(run?.fencingToken) }
+    },
+  })
 }

@@ -61,7 +61,7 @@ struct Once {
   action: Bson,
   /// The finished record met, which ends the wait.
   found: Option<Document>,
-  /// The last attempt met an expired record before it took the key.
+  /// The last attempt took over the record of a run whose holder died.
   took_over: bool,
 }
 
@@ -87,19 +87,21 @@ impl Claim for Once {
   async fn attempt(&mut self, core: &Arc<Core>, store: &Store, _key: &str, req: &LockRequest) -> LockResult<Attempt> {
     let earliest = core.server_now()?.earliest();
     let seen = store.find_lock(&self.action).await?;
-    let expired = match &seen {
+    let (expired, run_died) = match &seen {
       Some(record) if live(record, earliest) => {
         if finished(record) {
           self.found = seen;
         }
         return Ok(Attempt::Held);
       }
-      Some(_) => true,
-      None => false,
+      // An expired running record is a run whose holder died; an expired
+      // finished one is only a record past its ttlMs.
+      Some(record) => (true, !finished(record)),
+      None => (false, false),
     };
     let attempt = core.try_once(store, &self.action, None, req, || expired).await?;
     match &attempt {
-      Attempt::Acquired(_) => self.took_over = expired,
+      Attempt::Acquired(_) => self.took_over = run_died,
       // Someone inserted between our read and our insert: if their run
       // already finished, that is our answer.
       Attempt::Held => {
