@@ -1,15 +1,16 @@
 #!/usr/bin/env node
 'use strict'
 // `npx mongo-locks-native …`: see and operate the locks of a collection in
-// production: list, show, watch, unlock. It reads the documents directly
+// production: list, show, watch, unlock; and the once() records kept beside
+// them: records, show --once. It reads the documents directly
 // with the application's `mongodb` driver (a peer dependency of the
 // package), so it needs neither the Rust addon nor a LockManager, and it
 // shows locks written by stock mongo-locks as well as by this package.
 //
 // This file parses the command line, runs the command and exits; the
-// commands live in cli/ (list.js, show.js, watch.js, unlock.js) over
+// commands live in cli/ (list.js, records.js, show.js, watch.js, unlock.js) over
 // cli/connection.js (where and how to connect), cli/read.js (reading, and
-// what to say when nothing is found), cli/format.js (how locks are shown)
+// what to say when nothing is found), cli/format.js (how locks and records are shown)
 // and cli/keys.js (how keys are written). Exit statuses: cli/errors.js, and
 // the help (cli/usage.js).
 
@@ -18,11 +19,12 @@ const { USAGE } = require('./cli/usage')
 const { parseCommandLine } = require('./cli/args')
 const { where, connect } = require('./cli/connection')
 const { list } = require('./cli/list')
+const { records } = require('./cli/records')
 const { show } = require('./cli/show')
 const { watch } = require('./cli/watch')
 const { unlock } = require('./cli/unlock')
 
-const COMMANDS = { list, show, watch, unlock }
+const COMMANDS = { list, records, show, watch, unlock }
 
 async function main(argv, env, out, err) {
   const request = parseCommandLine(argv, { stdinIsTTY: Boolean(process.stdin.isTTY) })

@@ -15,8 +15,24 @@ const COUNTERS = [
   ['refreshes', 'Lock refreshes written, each lock counted once per refresh.'],
   ['refresh_commands', 'Refresh commands sent by the background refresh (one per batch of up to 1,000 locks).'],
   ['errors', 'Operations that failed with a server or driver error.'],
+  ['once_runs', 'once() calls that started a run of their function: no live record of the key (failed runs included).'],
+  ['once_replays', 'once() calls answered from a finished record of the key, without running: its stored result, or its remembered failure.'],
+  ['once_mismatches', 'once() calls refused because the key ran before with a different payload (OnceMismatchError); nothing ran.'],
+  ['once_takeovers', 'once() runs that began by taking over the record of a run whose process stopped refreshing it (died, paused or cut off past the ttl), so ran again.'],
 ]
-const COUNTER_FIELDS = { acquired: 'acquired', contended: 'contended', taken_over: 'takenOver', lost: 'lost', refreshes: 'refreshes', refresh_commands: 'refreshCommands', errors: 'errors' }
+const COUNTER_FIELDS = {
+  acquired: 'acquired',
+  contended: 'contended',
+  taken_over: 'takenOver',
+  lost: 'lost',
+  refreshes: 'refreshes',
+  refresh_commands: 'refreshCommands',
+  errors: 'errors',
+  once_runs: 'onceRuns',
+  once_replays: 'onceReplays',
+  once_mismatches: 'onceMismatches',
+  once_takeovers: 'onceTakeovers',
+}
 const HISTOGRAMS = [
   ['acquire_seconds', 'acquireSeconds', 'Time from a lock() call to the lock, for calls that got one (waiting included).'],
   ['wait_seconds', 'waitSeconds', 'Time spent waiting for a held key, for calls that had to wait (any outcome).'],

@@ -22,7 +22,7 @@ describe('cli: arguments', () => {
   })
 
   const usageErrors = [
-    [['frob'], /unknown command "frob": expected one of list, show, watch, unlock, help/],
+    [['frob'], /unknown command "frob": expected one of list, records, show, watch, unlock, help/],
     [['list', '--frob'], /unknown option --frob/],
     [['list', '--db'], /--db needs a value/],
     [['list', 'extra'], /list takes no KEY/],

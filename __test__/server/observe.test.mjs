@@ -163,6 +163,52 @@ describe('metrics', () => {
   })
 })
 
+describe('once() in the metrics', () => {
+  const t = useLocker('once-metrics')
+
+  it('a run, a replay, a payload mismatch, a run after the record expired: each counted once, in stats() and as Prometheus counters', async () => {
+    const counters = () => {
+      const m = parse(t.locker.metrics())
+      for (const name of ['runs', 'replays', 'mismatches', 'takeovers']) expect(m[`mongo_locks_once_${name}_total`].type).toBe('COUNTER')
+      return {
+        runs: value(m, 'mongo_locks_once_runs_total'),
+        replays: value(m, 'mongo_locks_once_replays_total'),
+        mismatches: value(m, 'mongo_locks_once_mismatches_total'),
+        takeovers: value(m, 'mongo_locks_once_takeovers_total'),
+      }
+    }
+    expect(counters()).toEqual({ runs: 0, replays: 0, mismatches: 0, takeovers: 0 })
+    let ran = 0
+    const charge = async () => {
+      ran++
+      return { charged: 4200 }
+    }
+    expect(await t.locker.once('order-1', charge, { payload: { amount: 4200 } })).toEqual({ charged: 4200 })
+    expect(counters()).toEqual({ runs: 1, replays: 0, mismatches: 0, takeovers: 0 })
+    expect(await t.locker.once('order-1', charge, { payload: { amount: 4200 } })).toEqual({ charged: 4200 })
+    expect(counters()).toEqual({ runs: 1, replays: 1, mismatches: 0, takeovers: 0 })
+    await expect(t.locker.once('order-1', charge, { payload: { amount: 9900 } })).rejects.toMatchObject({ code: 'ONCE_PAYLOAD_MISMATCH' })
+    expect(counters()).toEqual({ runs: 1, replays: 1, mismatches: 1, takeovers: 0 })
+    expect(ran).toBe(1)
+
+    // A record kept 1 s: once it has certainly expired on the server's clock,
+    // the next call removes it and runs again: a run, not a takeover (no run
+    // died). Calls made before then are replays, and counted as such.
+    await t.locker.once('order-2', charge, { ttlMs: 1000 })
+    let replays = 1
+    for (const deadline = Date.now() + 20_000; ran === 2; ) {
+      expect(Date.now()).toBeLessThan(deadline)
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      await t.locker.once('order-2', charge, { ttlMs: 1000 })
+      if (ran === 2) replays++
+    }
+    expect(ran).toBe(3)
+    expect(counters()).toEqual({ runs: 3, replays, mismatches: 1, takeovers: 0 })
+    const stats = t.locker.stats()
+    expect(stats).toMatchObject({ onceRuns: 3, onceReplays: replays, onceMismatches: 1, onceTakeovers: 0 })
+  })
+})
+
 describe('metrics on a Hapi route', () => {
   it('served at the plugin\'s metricsPath', async () => {
     const server = Hapi.server()

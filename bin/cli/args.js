@@ -16,6 +16,7 @@ const OPTIONS = {
   'json-key': { type: 'string' },
   semaphore: { type: 'string' },
   rwlock: { type: 'string' },
+  once: { type: 'string' },
   permit: { type: 'string' },
   reader: { type: 'string' },
   writer: { type: 'boolean' },
@@ -25,13 +26,14 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 }
-const COMMANDS = ['list', 'show', 'watch', 'unlock', 'help']
+const COMMANDS = ['list', 'records', 'show', 'watch', 'unlock', 'help']
 const COMMON = ['uri', 'db', 'collection', 'timeout', 'help', 'version']
 const WHICH = ['json-key', 'semaphore', 'rwlock', 'permit', 'reader', 'writer']
 /** The options each command takes, beside the common ones. */
 const COMMAND_OPTIONS = {
   list: ['json'],
-  show: ['json', ...WHICH],
+  records: ['json'],
+  show: ['json', ...WHICH, 'once'],
   watch: ['interval'],
   unlock: [...WHICH, 'force', 'yes'],
   help: [],
@@ -81,7 +83,8 @@ const quoteAll = (words) => words.map((k) => JSON.stringify(k)).join(' ')
  * What show and unlock are about: { type: 'lock', action, arg, label, slot }
  * for one document (a key, or one slot of a primitive), or { type:
  * 'primitive', kind, name, nameAction } for every slot of a semaphore or
- * read/write lock; `missing` collects what unlock still needs.
+ * read/write lock, or { type: 'once', key, action, arg } for a once()
+ * record (show only); `missing` collects what unlock still needs.
  */
 function whichLock(command, values, rest, missing) {
   if (rest.length > 1) throw usageError(`${command} takes one KEY, got ${rest.length}: ${quoteAll(rest)} (quote a key with spaces)`)
@@ -91,8 +94,17 @@ function whichLock(command, values, rest, missing) {
     values['json-key'] !== undefined && '--json-key',
     values.semaphore !== undefined && '--semaphore',
     values.rwlock !== undefined && '--rwlock',
+    values.once !== undefined && '--once',
   ].filter(Boolean)
-  if (sources.length > 1) throw usageError(`${command} takes one of KEY, --json-key, --semaphore or --rwlock, got ${andList(sources)}`)
+  const choices = command === 'show' ? 'KEY, --json-key, --semaphore, --rwlock or --once' : 'KEY, --json-key, --semaphore or --rwlock'
+  if (sources.length > 1) throw usageError(`${command} takes one of ${choices}, got ${andList(sources)}`)
+  if (values.once !== undefined) {
+    if (values.permit !== undefined || values.reader !== undefined || values.writer) {
+      throw usageError(`--once takes no ${values.permit !== undefined ? '--permit' : values.writer ? '--writer' : '--reader'}: a once() record has one document`)
+    }
+    const key = keys.parseKey(values.once, '--once')
+    return { type: 'once', key, action: keys.onceAction(key), arg: keys.keyArg(key) }
+  }
   const kind = values.semaphore !== undefined ? 'semaphore' : values.rwlock !== undefined ? 'rwlock' : null
   if (values.permit !== undefined && kind !== 'semaphore') throw usageError('--permit goes with --semaphore NAME')
   if ((values.reader !== undefined || values.writer) && kind !== 'rwlock') {
@@ -120,7 +132,7 @@ function whichLock(command, values, rest, missing) {
   if (rest.length === 1) return lockTarget(keys.actionOf(keys.parseKey(rest[0], 'KEY')))
   if (values['json-key'] !== undefined) return lockTarget(keys.actionOf(keys.parseJsonKey(values['json-key'], '--json-key')))
   if (command === 'show') {
-    throw usageError('show needs a KEY (or --json-key JSON for a key that is not a string, --semaphore NAME or --rwlock NAME)')
+    throw usageError('show needs a KEY (or --json-key JSON for a key that is not a string, --semaphore NAME, --rwlock NAME or --once KEY)')
   }
   missing.push('a KEY (or --json-key JSON, or --semaphore NAME --permit N, or --rwlock NAME with --writer or --reader N)')
   return null

@@ -1,7 +1,8 @@
 'use strict'
-// Lock documents as shown: described at the server's time, as text (tables,
-// durations, holders) and as JSON.
+// Lock documents and once() records as shown: described at the server's
+// time, as text (tables, durations, holders) and as JSON.
 
+const { EJSON, deserialize } = require('mongodb').BSON
 const keys = require('./keys')
 
 const UNKNOWN_HOLDER = 'unknown (mongo-locks or older)'
@@ -149,6 +150,162 @@ function showLines(lock, snapshot) {
   return labelled(rows)
 }
 
+// --- once() records ---
+
+/**
+ * A record's stored outcome (`result`: { value }, `error`: { name, message,
+ * code }) as a document, or null. The library stores it as the BSON bytes
+ * of that document, so that any value survives any server; a subdocument is
+ * read as it is. 64-bit integers stay exact (as bigints).
+ */
+function storedOutcome(field) {
+  if (!field || typeof field !== 'object') return null
+  if (field._bsontype === 'Binary') {
+    try {
+      return deserialize(field.buffer.subarray(0, field.position), { useBigInt64: true })
+    } catch {
+      return null
+    }
+  }
+  return field._bsontype ? null : field
+}
+
+/**
+ * A once() record seen at server time `now`: running (a lock document,
+ * `holder` refreshed while its function runs) or finished (`state`, the
+ * outcome, `ranBy`, `expiresAt` = completion + its ttlMs).
+ */
+function describeRecord(doc, now) {
+  const createdAt = validDate(doc.createdAt)
+  const completedAt = validDate(doc.completedAt)
+  const expiresAt = validDate(doc.expiresAt)
+  const expiresInMs = expiresAt ? expiresAt.getTime() - now : null
+  const finished = doc.state === 'completed' || doc.state === 'failed'
+  const who = finished ? doc.ranBy : doc.holder
+  const result = storedOutcome(doc.result)
+  const error = storedOutcome(doc.error)
+  return {
+    key: keys.onceKey(doc.action),
+    keyText: keys.keyArg(keys.onceKey(doc.action)),
+    action: doc.action,
+    _id: idText(doc._id),
+    state: finished ? doc.state : 'running',
+    // Who runs it (running) or ran it (finished): the same holder fields as a lock's.
+    ranBy: who && typeof who === 'object' ? who : null,
+    createdAt,
+    refreshedAt: validDate(doc.refreshedAt),
+    completedAt,
+    expiresAt,
+    ageMs: createdAt ? now - createdAt.getTime() : null,
+    expiresInMs,
+    expired: expiresInMs !== null && expiresInMs <= 0,
+    resultBytes: typeof doc.resultBytes === 'number' ? doc.resultBytes : null,
+    payloadHash: typeof doc.payloadHash === 'string' ? doc.payloadHash : null,
+    fencingToken: tokenValue(doc.fencingToken),
+    // The stored value, as extended JSON (Dates, bigints and Buffers stay recognisable).
+    result: result && 'value' in result ? EJSON.serialize(result.value, { relaxed: true }) : undefined,
+    error: error ? { name: error.name ?? null, message: error.message ?? null, code: error.code ?? null } : null,
+  }
+}
+
+/** The JSON form of a described record; `withResult` adds the stored value (show), which list leaves out. */
+function recordJson(record, { withResult = false } = {}) {
+  const iso = (d) => d && d.toISOString()
+  return {
+    key: record.key,
+    keyText: record.keyText,
+    action: record.action,
+    _id: record._id,
+    state: record.state,
+    ranBy: record.ranBy,
+    createdAt: iso(record.createdAt),
+    completedAt: iso(record.completedAt),
+    expiresAt: iso(record.expiresAt),
+    ageMs: record.ageMs,
+    expiresInMs: record.expiresInMs,
+    expired: record.expired,
+    resultBytes: record.resultBytes,
+    payloadHash: record.payloadHash,
+    fencingToken: record.fencingToken,
+    ...(withResult && record.state === 'completed' && { result: record.result ?? null }),
+    ...(record.error && { error: record.error }),
+  }
+}
+
+/** "512 B", "1.5 KiB", "2.0 MiB". */
+function bytesText(n) {
+  if (n === null) return '-'
+  if (n < 1024) return `${n} B`
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`
+  return `${(n / (1024 * 1024)).toFixed(1)} MiB`
+}
+
+/** "in 23h59m", "expired 4s ago". */
+function expiryText(record) {
+  if (record.expiresInMs === null) return '?'
+  return record.expiresInMs > 0 ? `in ${duration(record.expiresInMs)}` : `expired ${duration(-record.expiresInMs)} ago`
+}
+
+function recordsLines(records) {
+  return table(
+    ['KEY', 'STATE', 'AGE', 'EXPIRES', 'RESULT', 'RAN BY', 'TOKEN'],
+    records.map((r) => [
+      r.keyText,
+      r.state,
+      r.ageMs === null ? '?' : duration(r.ageMs),
+      expiryText(r),
+      r.state === 'running' ? '-' : bytesText(r.resultBytes),
+      holderText(r.ranBy),
+      tokenText(r),
+    ]),
+  )
+}
+
+/** What the record's expiry means for the next once() call of its key. */
+function expiryMeaning(record) {
+  if (record.state === 'running') {
+    return record.expired
+      ? 'its process stopped refreshing it: the next once() call takes it over and runs again'
+      : 'refreshed while the function runs; taken over by the next once() call if its process stops refreshing it'
+  }
+  if (record.expired) return 'the next once() call removes it and runs again'
+  return record.state === 'failed' ? 'until then, once() calls reject with this failure' : 'until then, once() calls get this result'
+}
+
+function recordLines(record, snapshot) {
+  const iso = (d) => (d ? d.toISOString() : '?')
+  const rows = [['once() key', record.keyText]]
+  if (typeof record.key !== 'string') rows.push(['stored as', `action: ${keys.jsonText(record.action)}`])
+  const stateText = {
+    running: 'running: its function has not returned yet',
+    completed: 'completed: later once() calls get its stored result',
+    failed: 'failed: its function threw and rememberErrors kept the failure',
+  }
+  rows.push(['state', stateText[record.state]])
+  rows.push([record.state === 'running' ? 'running on' : 'ran on', holderText(record.ranBy)])
+  if (record.ranBy) {
+    for (const [field, value] of Object.entries(record.ranBy)) {
+      if (!['host', 'pid', 'app'].includes(field)) rows.push([`  ${field}`, typeof value === 'string' ? value : JSON.stringify(value)])
+    }
+  }
+  rows.push(['_id', record._id])
+  rows.push(['started', `${iso(record.createdAt)}  ${record.ageMs === null ? '?' : `${duration(record.ageMs)} ago`}`])
+  if (record.state === 'running') {
+    rows.push(['refreshed', `${iso(record.refreshedAt)}  ${record.refreshedAt ? `${duration(snapshot.now - record.refreshedAt.getTime())} ago` : '?'}`])
+  } else {
+    rows.push(['finished', `${iso(record.completedAt)}  ${record.completedAt ? `${duration(snapshot.now - record.completedAt.getTime())} ago` : '?'}`])
+  }
+  rows.push(['expires', `${iso(record.expiresAt)}  ${expiryText(record)}: ${expiryMeaning(record)}`])
+  if (record.state === 'completed') rows.push(['result', `${bytesText(record.resultBytes)} as BSON (--json shows the value)`])
+  if (record.error) {
+    rows.push(['error', `${record.error.name ?? 'Error'}: ${record.error.message ?? ''}${record.error.code !== null ? ` (code ${JSON.stringify(record.error.code)})` : ''}`])
+  }
+  rows.push(['payload', record.payloadHash ? `SHA-256 ${record.payloadHash}` : 'none given (calls with any payload get the outcome)'])
+  rows.push(['fencing token', record.fencingToken === null ? '-' : String(record.fencingToken)])
+  rows.push(['server time', serverTimeText(snapshot)])
+  return labelled(rows)
+}
+
 const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`
 
 /** The slots of a semaphore or read/write lock: a summary line, a table, the server time. */
@@ -176,7 +333,12 @@ function slotsLines(kind, name, slots, snapshot, place) {
 module.exports = {
   UNKNOWN_HOLDER,
   describeLock,
+  describeRecord,
   lockJson,
+  recordJson,
+  recordsLines,
+  recordLines,
+  plural,
   jsonHead,
   duration,
   heldFor,

@@ -11,6 +11,9 @@
 // { _semaphore: K, permit: i }, the writer of read/write lock K the lock on
 // { _rwlock: K, writer: true }, reader i the lock on { _rwlock: K, reader: i },
 // K stored as lock() stores a key (arrays wrapped).
+//
+// And the records of once(): the record of key K is the document on
+// { _once: K } (src/engine/once.rs), K stored as lock() stores a key.
 
 const { usageError } = require('./errors')
 // The slot documents' shapes and the largest count of permits or readers
@@ -105,6 +108,19 @@ function actionOf(key) {
   return wrapArray(key)
 }
 
+/** The action of the once() record of `key`. */
+const onceAction = (key) => ({ _once: wrapArray(key) })
+
+/** The key of a once() record's action, as the application gave it to once(); undefined for any other action. */
+function onceKey(action) {
+  if (!isPlainObject(action)) return undefined
+  const fields = Object.keys(action)
+  return fields.length === 1 && fields[0] === '_once' ? userKey(action._once) : undefined
+}
+
+/** Whether `action` is that of a once() record, not a lock's. */
+const isOnceAction = (action) => onceKey(action) !== undefined
+
 /** What a slot document is: { kind, name (the primitive's key), field, index }, or null for a plain lock. */
 function slotOf(action) {
   const shape = slotShape(action)
@@ -160,6 +176,9 @@ module.exports = {
   actionOf,
   slotAction,
   slotOf,
+  onceAction,
+  onceKey,
+  isOnceAction,
   slotName,
   slotText,
   slotFlags,

@@ -5,7 +5,7 @@
 
 const { CliError, EXIT_NOT_LOCKED, EXIT_NO_COLLECTION } = require('./errors')
 const { bounded, serverClock } = require('./connection')
-const { describeLock } = require('./format')
+const { describeLock, describeRecord } = require('./format')
 const keys = require('./keys')
 
 const collator = new Intl.Collator('en', { numeric: true })
@@ -20,8 +20,27 @@ async function readMatching(conn, filter, timeoutMs, what) {
   return { now, clock, locks }
 }
 
-/** All the locks, sorted by key, at the server's time: { now, clock, locks }. */
-const readLocks = (conn, timeoutMs) => readMatching(conn, { action: { $exists: true } }, timeoutMs, 'reading the locks')
+/**
+ * All the locks, sorted by key, at the server's time: { now, clock, locks,
+ * records }. The once() records in the same collection are set apart
+ * (`records`, sorted by key): they are not locks anyone holds.
+ */
+async function readLocks(conn, timeoutMs) {
+  const docs = await bounded(conn.collection.find({ action: { $exists: true } }).toArray(), timeoutMs, 'reading the locks')
+  const { now, clock } = await serverClock(conn.db, timeoutMs)
+  const locks = docs.filter((d) => !keys.isOnceAction(d.action)).map((d) => describeLock(d, now))
+  const records = docs.filter((d) => keys.isOnceAction(d.action)).map((d) => describeRecord(d, now))
+  locks.sort((a, b) => byText(a.keyText, b.keyText))
+  records.sort((a, b) => byText(a.keyText, b.keyText))
+  return { now, clock, locks, records }
+}
+
+/** The once() record of `action` at the server's time: { now, clock, doc, record } (doc null when there is none). */
+async function readRecord(conn, action, timeoutMs) {
+  const doc = await bounded(conn.collection.findOne({ action }), timeoutMs, 'reading the record')
+  const { now, clock } = await serverClock(conn.db, timeoutMs)
+  return { now, clock, doc, record: doc ? describeRecord(doc, now) : null }
+}
 
 /** The lock on `action` at the server's time: { now, clock, doc, lock } (doc null when not locked). */
 async function readLock(conn, action, timeoutMs) {
@@ -133,6 +152,9 @@ function lookalikeSearches(target, command) {
     const jsonKey = typeof key === 'string' ? '' : ` (or --json-key ${keys.shellWord(keys.jsonText(key))})`
     searches.push({ filter: { action }, says: () => `there is a lock on the ${typeName(key)} key ${arg}: ${again(arg)}${jsonKey}` })
   }
+  const once = (key) => {
+    searches.push({ filter: { action: keys.onceAction(key) }, says: () => `there is a once() record of ${keys.keyArg(key)}: show ${keys.flagWord('once', keys.keyArg(key))}` })
+  }
   const primitive = (kind, name, others = false) => {
     const text = keys.primitiveText(kind, name)
     const what = others ? `other slots of the ${text} are held` : `there is a ${text}`
@@ -147,6 +169,12 @@ function lookalikeSearches(target, command) {
     const key = keys.userKey(target.action)
     for (const other of lookalikes(key)) plain(other)
     for (const name of [key, ...lookalikes(key)]) for (const kind of ['semaphore', 'rwlock']) primitive(kind, name)
+    if (command === 'show') for (const name of [key, ...lookalikes(key)]) once(name)
+    return searches
+  }
+  if (target.type === 'once') {
+    for (const name of lookalikes(target.key)) once(name)
+    for (const name of [target.key, ...lookalikes(target.key)]) plain(name)
     return searches
   }
   const other = target.kind === 'semaphore' ? 'rwlock' : 'semaphore'
@@ -158,6 +186,9 @@ function lookalikeSearches(target, command) {
 
 /** What is not there, in words: "no lock on KEY", "no permit of semaphore NAME is held". */
 function absence(target, qualified) {
+  if (target.type === 'once') {
+    return qualified ? `no once() record of the ${typeName(target.key)} key ${target.arg}` : `no once() record of ${target.arg}`
+  }
   if (target.type === 'primitive') {
     return target.kind === 'semaphore' ? `no permit of ${keys.primitiveText(target.kind, target.name)} is held` : `${keys.primitiveText(target.kind, target.name)} is not held`
   }
@@ -181,4 +212,4 @@ async function notFound(conn, to, target, command, timeoutMs) {
   return new CliError(EXIT_NOT_LOCKED, `${absence(target, false)} in ${place}`)
 }
 
-module.exports = { readLocks, readLock, readSlots, requireCollection, notFound }
+module.exports = { readLocks, readLock, readRecord, readSlots, requireCollection, notFound }

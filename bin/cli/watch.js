@@ -5,7 +5,7 @@
 
 const { EXIT_OK, serverError } = require('./errors')
 const { readLocks, requireCollection } = require('./read')
-const { listLines, duration } = require('./format')
+const { listLines, duration, plural } = require('./format')
 
 const CSI = '\x1b['
 const ENTER_SCREEN = `${CSI}?1049h${CSI}?25l` // alternate screen, cursor hidden
@@ -28,7 +28,7 @@ async function watch(request, to, conn, out) {
   // The first read before touching the terminal: a server that is not there,
   // or a wrong --db or --collection, is one line on stderr, as for list.
   let last = await readLocks(conn, request.timeoutMs)
-  if (last.locks.length === 0) await requireCollection(conn, to, request.timeoutMs)
+  if (last.locks.length === 0 && last.records.length === 0) await requireCollection(conn, to, request.timeoutMs)
   let lastAt = Date.now()
   let problem = null
 
@@ -55,7 +55,9 @@ async function watch(request, to, conn, out) {
     const expired = last.locks.filter((l) => l.expired).length
     const header = [
       `${to.database}.${to.collection} on ${to.hosts}`,
-      `${last.locks.length} lock${last.locks.length === 1 ? '' : 's'}${expired ? ` (${expired} expired)` : ''}  ` +
+      `${last.locks.length} lock${last.locks.length === 1 ? '' : 's'}${expired ? ` (${expired} expired)` : ''}` +
+        // once() records are not locks: counted, listed by the records command.
+        `${last.records.length ? `, ${plural(last.records.length, 'once() record')}` : ''}  ` +
         `${last.clock} time ${clockText(last.now)}Z  every ${request.intervalMs / 1000}s${tty ? '  q: quit' : ''}`,
     ]
     const status = problem ? `! ${problem} (last read ${duration(Date.now() - lastAt)} ago, retrying)` : ''
