@@ -8,7 +8,8 @@
 // a backend with `begin` and `complete`. Plain JavaScript, no addon.
 
 const { createHash } = require('node:crypto')
-const { PREFIX, MAX_MS, describe, quote } = require('./rules.js')
+const { PREFIX, MAX_MS, LOSS, describe, quote, messages } = require('./rules.js')
+const { keyText } = require('./keys.js')
 const { LockLostError, OnceInProgressError, OnceMismatchError, OnceFailedError } = require('./errors.js')
 
 /** How long a finished record lives when `ttlMs` is not given: a day, as long as clients commonly retry. */
@@ -227,6 +228,36 @@ function failureOf(err) {
   return out
 }
 
+const abortedOf = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted').get
+const reasonOf = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'reason').get
+
+/**
+ * The `signal` a run's `fn` gets: it aborts with the run's lock, and it is
+ * exact when read, as `lock.locked` is. A process paused past the ttl finds
+ * its lock's deadline passed at its first read of `locked`, but the lock's
+ * own signal aborts only once the event loop gets to it; `fn` has only this
+ * signal, so reading `aborted`, `reason` or `throwIfAborted()` asks `locked`
+ * first while the run goes on. `running()` says whether it does.
+ */
+function runSignal(lock, running) {
+  const controller = new AbortController()
+  const signal = controller.signal
+  const follow = () => controller.abort(reasonOf.call(lock.signal))
+  if (lock.signal.aborted) follow()
+  else lock.signal.addEventListener('abort', follow, { once: true })
+  const check = () => {
+    if (running() && !abortedOf.call(signal) && !lock.locked) {
+      // The lock's signal aborts a moment later, with this reason.
+      controller.abort(lock.signal.aborted ? reasonOf.call(lock.signal) : new LockLostError(messages.lost(keyText(lock.action), LOSS.expired)))
+    }
+  }
+  return Object.defineProperties(signal, {
+    aborted: { get: () => (check(), abortedOf.call(signal)), configurable: true },
+    reason: { get: () => (check(), reasonOf.call(signal)), configurable: true },
+    throwIfAborted: { value: () => (check(), AbortSignal.prototype.throwIfAborted.call(signal)), configurable: true, writable: true },
+  })
+}
+
 /** What a finished record gives a later call: the stored result, or the typed error. */
 function replay(key, record) {
   if (!record.matches) throw new OnceMismatchError(onceMessages.mismatch(key), { key })
@@ -259,9 +290,11 @@ async function runOnce(backend, key, fn, options) {
   if (typeof begun.free !== 'function') return replay(key, begun)
   const lock = begun
   let value
+  let running = true
   try {
-    value = await fn({ signal: lock.signal, fencingToken: lock.fencingToken })
+    value = await fn({ signal: runSignal(lock, () => running), fencingToken: lock.fencingToken })
   } catch (err) {
+    running = false
     let failure
     try {
       failure = o.rememberErrors ? toStored(failureOf(err), 'the failure', 'the failure') : undefined
@@ -274,6 +307,7 @@ async function runOnce(backend, key, fn, options) {
     else await lock.free().catch(() => {})
     throw err
   }
+  running = false
   let stored
   try {
     stored = value === undefined ? {} : { value: toStored(value, 'the result', 'the result') }

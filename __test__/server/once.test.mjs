@@ -231,6 +231,29 @@ describe('once() records among locks', () => {
     expect(await t.locker.once('rec', () => 'other')).toBe('r')
   })
 
+  it('no refresh round in flight undoes a completion: every run that said it stored its result left a finished record', async () => {
+    // Rounds every 50 ms, so that many are in flight while runs complete.
+    const busy = new LockManager(t.ctx.collection, { logger: false, ttlMs: 3000, refreshMs: 50 })
+    try {
+      const keys = Array.from({ length: 15 }, (_, i) => `busy-${i}`)
+      const held = await busy.lock('held-beside') // the rounds have a lock to refresh all along
+      for (let round = 0; round < 3; round++) {
+        await Promise.all(keys.map((k) => busy.once(`${k}-${round}`, async () => {
+          await sleep(100 + Math.random() * 300)
+          return k
+        })))
+      }
+      await sleep(300) // rounds still in flight land
+      const records = await t.ctx.collection.find({ 'action._once': { $regex: '^busy-' } }).toArray()
+      expect(records).toHaveLength(45)
+      const unfinished = records.filter((r) => r.state !== 'completed' || r.holder !== undefined)
+      expect(unfinished.map((r) => r.action._once)).toEqual([])
+      await held.free()
+    } finally {
+      await busy.close()
+    }
+  })
+
   it('expired records are swept from the collection by a manager that runs once(), on a server without TTL indexes too', async () => {
     await t.locker.once('short-lived', () => 1, { ttlMs: 200 })
     await sleep(1200)

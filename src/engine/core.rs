@@ -188,6 +188,8 @@ pub struct Core {
   last_round_ms: std::sync::atomic::AtomicU64,
   /// When expired once-records were last swept (see `once`).
   pub(crate) last_sweep: Mutex<Option<Mono>>,
+  /// The refresh rounds in flight (see `leave_refreshes`).
+  rounds: refresh::RoundsInFlight,
 }
 
 impl Core {
@@ -212,6 +214,7 @@ impl Core {
       slow_refresh: AtomicBool::new(false),
       last_round_ms: std::sync::atomic::AtomicU64::new(0),
       last_sweep: Mutex::new(None),
+      rounds: refresh::RoundsInFlight::default(),
     });
     refresh::spawn(Arc::downgrade(&core), period, ttl, stopped, span);
     core
@@ -668,6 +671,19 @@ impl Core {
     }
   }
 
+  /// Takes `state` out of the refresh rounds before its document is
+  /// changed by another update (a once-record's completion): later rounds
+  /// leave it alone (it is no longer held), and this waits for the rounds
+  /// that may still carry it. On a server that writes an update back as a
+  /// whole document (FerretDB 1.x), a round landing after the other update
+  /// would undo it. Not refreshed meanwhile, the lock keeps its deadline:
+  /// a round stuck past it is one that lets it expire anyway.
+  pub(crate) async fn leave_refreshes(&self, state: &Arc<LockState>) {
+    self.held.lock().unwrap().remove(&state.id);
+    let mark = self.rounds.mark();
+    self.rounds.ended_before(mark).await;
+  }
+
   /// The end of a once-record's run (see `once::complete`): `stored`, the
   /// record is finished and no longer a lock (forgotten here, left in the
   /// collection, its local waiters woken to read it); else it was taken
@@ -711,6 +727,8 @@ impl Core {
   /// it (each past its deadline as other rounds leave it, or no longer
   /// held), not at the operation timeout.
   pub async fn refresh_all(&self) -> LockResult<()> {
+    // Counted in flight from before it reads which locks are held.
+    let _round = self.rounds.enter();
     let now = Mono::now();
     let held: Vec<Arc<LockState>> =
       self.held_now().into_iter().filter(|s| s.wants_refresh(now) && self.check(s)).collect();

@@ -168,6 +168,8 @@ pub struct Outcome {
 /// is not: it was taken over after it expired, or deleted.
 pub async fn complete(core: &Arc<Core>, state: &Arc<LockState>, outcome: Outcome) -> LockResult<bool> {
   let store = core.store().await?;
+  // No refresh round may write the record back over the completion.
+  core.leave_refreshes(state).await;
   let now = core.server_now()?;
   let at = now.estimate();
   let mut fields = Document::new();

@@ -39,6 +39,61 @@ use crate::clock::Mono;
 
 const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(10);
 
+/// The refresh rounds in flight, numbered in the order they started, so
+/// that a caller can wait for those that began before a point (see
+/// `Core::leave_refreshes`): a round updates the documents it read as held
+/// when it began, and on a server that writes an update back as a whole
+/// document (FerretDB 1.x), one that lands after another update of the same
+/// document undoes it.
+#[derive(Default)]
+pub struct RoundsInFlight {
+  live: std::sync::Mutex<(u64, std::collections::BTreeSet<u64>)>,
+  done: tokio::sync::Notify,
+}
+
+impl RoundsInFlight {
+  /// A round starts; it counts as in flight until the guard drops. Call
+  /// before reading which locks are held.
+  pub fn enter(&self) -> RoundGuard<'_> {
+    let mut live = self.live.lock().unwrap();
+    let id = live.0;
+    live.0 += 1;
+    live.1.insert(id);
+    RoundGuard { rounds: self, id }
+  }
+
+  /// A mark: the rounds that started before it.
+  pub fn mark(&self) -> u64 {
+    self.live.lock().unwrap().0
+  }
+
+  /// Resolves once every round that started before `mark` has ended.
+  pub async fn ended_before(&self, mark: u64) {
+    loop {
+      let notified = self.done.notified();
+      tokio::pin!(notified);
+      notified.as_mut().enable();
+      if self.live.lock().unwrap().1.first().is_none_or(|first| *first >= mark) {
+        return;
+      }
+      notified.await;
+    }
+  }
+}
+
+/// A round in flight (see `RoundsInFlight::enter`).
+pub struct RoundGuard<'a> {
+  rounds: &'a RoundsInFlight,
+  id: u64,
+}
+
+impl Drop for RoundGuard<'_> {
+  fn drop(&mut self) {
+    self.rounds.live.lock().unwrap().1.remove(&self.id);
+    self.rounds.done.notify_waiters();
+  }
+}
+
 /// What the background task needs of its manager, handed down by the
 /// `Core` that spawns it (which implements it), so that this module does
 /// not import the core and the two are no circle.
