@@ -272,8 +272,8 @@ function replay(key, record) {
 }
 
 /**
- * Runs `fn({ signal, fencingToken })` once per `key` (see the README's
- * "Do it once" and docs/once.md) over `backend`: `begin(key, payloadHash,
+ * Runs `fn({ signal, fencingToken })` once per `key` (see docs/once.md)
+ * over `backend`: `begin(key, payloadHash,
  * { waitMs, signal })` resolves to a held lock on the key's record (this
  * call runs), a finished record, or `null` (running elsewhere);
  * `complete(lock, failed, stored, payloadHash, bytes, ttlMs)` stores the
