@@ -4,7 +4,8 @@
 // full mode: 1,000 and 10,000), `--postgresql` (FerretDB on a throwaway
 // PostgreSQL instead of SQLite), `--only holding,eventLoop`
 // (a subset of: uncontended, throughput, contention, holding, eventLoop, cpu, burst,
-// handover). Scenario 8 (handover) forks its own participant processes.
+// handover, once). Scenario 8 (handover) forks its own participant processes.
+// Scenario 9 (once) measures ours' once() beside both libraries' lock+free.
 // `--burst N` sets the number of concurrent acquisitions of scenario 7.
 // The server is MONGO_URL when set, else a throwaway local FerretDB. On the
 // local server, scenario 4 talks through a relay that counts the bytes each
@@ -55,6 +56,11 @@ function modeConfig(quick) {
       burst: { locks: quick ? 500 : 10_000, settleMs: quick ? 500 : 3000 },
       // 32 waiters across 4 processes, as scenario 3's 32 in one.
       handover: { processes: 4, waitersPerProcess: 8, rounds: quick ? 1 : 10, holdMs: 1, waitMs: 30_000 },
+      // Each of lock+free, a first once() run and a replay, `iterations`
+      // times interleaved, then `commandCalls` of each to count commands.
+      // Every first run leaves a record, and FerretDB's SQLite backend scans
+      // the collection for each call: 1,000 runs took minutes there.
+      once: { iterations: quick ? 50 : 300, commandCalls: quick ? 20 : 100 },
     },
     // Ours alone (stock has none of them): see primitives.mjs.
     primitives: { iterations: quick ? 50 : 500, durationMs: quick ? 1000 : 5000, electionRounds: quick ? 3 : 20 },

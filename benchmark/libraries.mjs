@@ -4,6 +4,7 @@
 //   lock(key)               one attempt: a lock with free(), or null
 //   lockWaiting(key, ms)    the library's own way to wait for a key (one call)
 //   ping()                  one server round trip on the library's own driver
+//   once(key, fn)           ours: locker.once(key, fn); null for stock, which has no such call
 //   refreshCounters()       { commands, lockRefreshes, answered, answeredSeconds } of the
 //                           background refresh: update commands sent, locks they
 //                           refreshed, commands answered and their round trips' sum
@@ -73,6 +74,7 @@ async function openOurs({ collection, oursOptions, dropAndClose }) {
     lock: (key) => locker.lock(key),
     lockWaiting: (key, waitMs) => locker.lock(key, { waitMs }),
     ping: () => locker.ping(),
+    once: (key, fn) => locker.once(key, fn),
     refreshCounters() {
       const { counters, refreshSeconds } = locker.metricsSnapshot()
       return { commands: counters.refreshCommands, lockRefreshes: counters.refreshes, answered: refreshSeconds.count, answeredSeconds: refreshSeconds.sum }
@@ -107,6 +109,7 @@ async function openStock({ client, db, collection, dropAndClose }) {
     // mongo-locks cannot wait: one attempt, and the caller's retry loop does the rest.
     lockWaiting: (key) => locker.lock(key),
     ping: () => db.command({ ping: 1 }),
+    once: null,
     refreshCounters: () => ({ commands: updates, lockRefreshes: updates, answered, answeredSeconds }),
     stats: () => null,
     close: dropAndClose,

@@ -12,9 +12,15 @@ export const SCENARIO_TITLES = {
   cpu: '6. CPU per lock+free',
   burst: '7. Burst',
   handover: '8. Cross-process hand-over',
+  once: '9. once()',
 }
 
-/** What the table shows, in order; `digits` is the number of decimals. */
+/**
+ * What the table shows, in order; `digits` is the number of decimals. A row
+ * with `derived` is computed from the medians of the rows above it (ours
+ * over stock's, across libraries), not measured in a run: its stock column
+ * and ratio are empty.
+ */
 const METRICS = {
   uncontended: [
     { key: 'p50Ms', label: 'lock+free p50 (ms)', digits: 3 },
@@ -73,6 +79,24 @@ const METRICS = {
     { key: 'commandsPerAcquisition', label: 'server commands per acquisition', digits: 1 },
     { key: 'overlaps', label: 'overlapping holders (must be 0)', digits: 0 },
   ],
+  // Stock mongo-locks has no once(): its column has lock() + free() only,
+  // and the ratios to its lock() + free() are in our column.
+  once: [
+    { key: 'pairP50Ms', label: 'lock+free p50 (ms)', digits: 3 },
+    { key: 'firstP50Ms', label: 'once() first run p50 (ms)', digits: 3 },
+    { key: 'replayP50Ms', label: 'once() replayed p50 (ms)', digits: 3 },
+    { key: 'firstP99Ms', label: 'once() first run p99 (ms)', digits: 3 },
+    { key: 'replayP99Ms', label: 'once() replayed p99 (ms)', digits: 3 },
+    { key: 'firstEarlyP50Ms', label: 'once() first run p50, first tenth of the calls (ms)', digits: 3 },
+    { key: 'firstLateP50Ms', label: 'once() first run p50, last tenth, more records kept (ms)', digits: 3 },
+    { key: 'firstOverPair', label: 'first run p50 / own lock+free p50', digits: 2 },
+    { key: 'replayOverPair', label: 'replayed p50 / own lock+free p50', digits: 2 },
+    { key: 'firstOverStockPair', label: 'first run p50 / mongo-locks lock+free p50', digits: 2, derived: (m) => ratio(m.firstP50Ms.ours, m.pairP50Ms.stock) },
+    { key: 'replayOverStockPair', label: 'replayed p50 / mongo-locks lock+free p50', digits: 2, derived: (m) => ratio(m.replayP50Ms.ours, m.pairP50Ms.stock) },
+    { key: 'pairCommands', label: 'server commands per lock+free', digits: 2 },
+    { key: 'firstCommands', label: 'server commands per once() first run', digits: 2 },
+    { key: 'replayCommands', label: 'server commands per once() replayed', digits: 2 },
+  ],
   eventLoop: [
     { key: 'elu', label: 'event-loop utilization', digits: 3 },
     { key: 'cpuUsPerPair', label: 'process CPU per pair (µs)', digits: 0 },
@@ -101,7 +125,11 @@ export function summarize(runs) {
   const summary = {}
   for (const [scenario, byLibrary] of Object.entries(runs)) {
     const metrics = {}
-    for (const { key, label } of METRICS[baseScenario(scenario)]) {
+    for (const { key, label, derived } of METRICS[baseScenario(scenario)]) {
+      if (derived) {
+        metrics[key] = { label, ours: derived(metrics), stock: null, ratio: null, runs: null }
+        continue
+      }
       const values = Object.fromEntries(LIBRARIES.map((lib) => [lib, byLibrary[lib].map((r) => r.metrics[key] ?? null)]))
       const ours = median(values.ours)
       const stock = median(values.stock)

@@ -4,6 +4,7 @@
 // (cross-process hand-over) forks processes of its own: see handover.mjs.
 import { performance } from 'node:perf_hooks'
 import { handover } from './handover.mjs'
+import { serverCommandCounter } from '../__test__/support/command-counter.mjs'
 import { percentile, pool, sleep } from './stats.mjs'
 import { readWireCounts } from './wire.mjs'
 
@@ -381,4 +382,116 @@ export async function eventLoop(lib, { ratePerSec, durationMs }) {
   }
 }
 
-export const SCENARIOS = { uncontended, throughput, contention, holding, eventLoop, cpu, burst, handover }
+/** What a once() run hands back: a small object, as an idempotent request's reply would be. */
+const smallResult = () => ({ status: 'paid', amount: 4200, currency: 'EUR', at: new Date() })
+
+/**
+ * 9. once(key, fn): the first call on a key (it runs `fn`, which returns a
+ * small object at once, and stores it) and a replayed call on that key (it
+ * gets the stored result), beside a plain lock() + free() on a fresh key,
+ * in the same process and interleaved, so that drift hits all three alike.
+ * Stock mongo-locks has no once(): its run measures lock() + free() alone,
+ * the yardstick the report divides ours by. Then the server commands each
+ * kind of call sends, counted on the server (FerretDB's request counter, or
+ * serverStatus on a MONGO_URL), over `commandCalls` calls of each kind.
+ * Records stay (a day, by default) where locks are freed, so the collection
+ * grows by one record per first run: the first and last tenth of the first
+ * runs are shown apart, as a server that scans (FerretDB on SQLite) slows
+ * with the number of live records.
+ */
+export async function once(lib, { iterations, commandCalls }, { url, metricsUrl }) {
+  const notes = []
+  const hasOnce = typeof lib.once === 'function'
+  const runFresh = async () => {
+    const key = freshKey('once')
+    let ran = 0
+    const first = await lib.once(key, async () => {
+      ran++
+      return smallResult()
+    })
+    if (ran !== 1 || first.status !== 'paid') throw new Error(`once() on a fresh key did not run its function once (ran ${ran} times)`)
+    return key
+  }
+  const replay = async (key) => {
+    const again = await lib.once(key, async () => {
+      throw new Error(`once() ran ${key} a second time instead of replaying it`)
+    })
+    if (again.status !== 'paid') throw new Error(`once() replayed ${JSON.stringify(again)}, not the stored result`)
+  }
+
+  const pairs = []
+  const firsts = []
+  const replays = []
+  for (let i = 0; i < iterations; i++) {
+    let t = now()
+    await lockAndFree(lib, 'once-pair')
+    pairs.push(now() - t)
+    if (!hasOnce) continue
+    t = now()
+    const key = await runFresh()
+    firsts.push(now() - t)
+    t = now()
+    await replay(key)
+    replays.push(now() - t)
+  }
+
+  // Commands per call: each kind in a block of its own between two reads of
+  // the server's counters. The drivers' heartbeats land in some blocks; over
+  // `commandCalls` calls they add a few hundredths per call.
+  const perCall = { pair: null, first: null, replay: null }
+  let counter = null
+  try {
+    counter = await serverCommandCounter({ url, metricsUrl })
+    const count = async (kind, call) => {
+      const before = await counter.read()
+      for (let i = 0; i < commandCalls; i++) await call()
+      const after = await counter.read()
+      const byCommand = {}
+      for (const [command, n] of Object.entries(after)) {
+        const delta = n - (before[command] ?? 0)
+        if (delta) byCommand[command] = delta
+      }
+      const total = Object.values(byCommand).reduce((a, b) => a + b, 0)
+      perCall[kind] = total / commandCalls
+      const shown = Object.entries(byCommand).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${(n / commandCalls).toFixed(2)}`).join(', ')
+      notes.push(`server commands per ${kind === 'pair' ? 'lock() + free()' : kind === 'first' ? 'first once() run' : 'replayed once()'} (${counter.source}): ${shown}`)
+    }
+    await count('pair', () => lockAndFree(lib, 'once-count'))
+    if (hasOnce) {
+      const keys = []
+      await count('first', async () => keys.push(await runFresh()))
+      let next = 0
+      await count('replay', () => replay(keys[next++]))
+    }
+  } catch (error) {
+    notes.push(`server commands not counted: ${error.message}`)
+  } finally {
+    await counter?.close()
+  }
+
+  const pairP50Ms = percentile(pairs, 50)
+  const firstP50Ms = percentile(firsts, 50)
+  const replayP50Ms = percentile(replays, 50)
+  const over = (a, b) => (a === null || b === null ? null : a / b)
+  const tenth = Math.max(1, Math.floor(firsts.length / 10))
+  return {
+    metrics: {
+      firstEarlyP50Ms: percentile(firsts.slice(0, tenth), 50),
+      firstLateP50Ms: percentile(firsts.slice(-tenth), 50),
+      pairP50Ms,
+      pairP99Ms: percentile(pairs, 99),
+      firstP50Ms,
+      firstP99Ms: percentile(firsts, 99),
+      replayP50Ms,
+      replayP99Ms: percentile(replays, 99),
+      firstOverPair: over(firstP50Ms, pairP50Ms),
+      replayOverPair: over(replayP50Ms, pairP50Ms),
+      pairCommands: perCall.pair,
+      firstCommands: perCall.first,
+      replayCommands: perCall.replay,
+    },
+    notes,
+  }
+}
+
+export const SCENARIOS = { uncontended, throughput, contention, holding, eventLoop, cpu, burst, handover, once }
