@@ -26,7 +26,7 @@ use crate::store::config::{redact, Config, WriteConcernChoice};
 use crate::errors::{describe_driver_error, is_duplicate_key, server_code, LockError, LockResult};
 use crate::store::bound::Bound;
 use crate::store::monitor::Monitor;
-use crate::store::written::Written;
+use crate::store::written::{IdPrefix, Written};
 
 /// Refresh and existence checks go to the server in batches of this many ids.
 pub const BATCH: usize = 1000;
@@ -75,9 +75,9 @@ pub struct Store {
   /// `holder.manager` of our documents: what one refresh command finds
   /// them by (see `refresh_held`).
   manager: String,
-  /// The first 5 bytes of the `_id` of every document we write (see
-  /// `Written::next_id`).
-  id_prefix: [u8; 5],
+  /// The first bytes of the `_id` of every document we write (see
+  /// `written::new_prefix`).
+  id_prefix: IdPrefix,
   /// Every document we wrote that may still be live (see `Written`).
   written: std::sync::Mutex<Written>,
 }
@@ -212,11 +212,7 @@ impl Store {
         .map_err(|e| LockError::invalid(format!("mongo-locks-native: the holder cannot be stored: {e}")))?,
       frees: Default::default(),
       manager: config.holder.manager.clone(),
-      id_prefix: {
-        let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
-        let [a, b, c, d] = seconds.to_be_bytes();
-        [a, b, c, d, ObjectId::new().bytes()[11]]
-      },
+      id_prefix: crate::store::written::new_prefix(),
       written: Default::default(),
     };
     store.ensure_indexes().await?;
