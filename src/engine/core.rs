@@ -676,12 +676,19 @@ impl Core {
   /// leave it alone (it is no longer held), and this waits for the rounds
   /// that may still carry it. On a server that writes an update back as a
   /// whole document (FerretDB 1.x), a round landing after the other update
-  /// would undo it. Not refreshed meanwhile, the lock keeps its deadline:
-  /// a round stuck past it is one that lets it expire anyway.
-  pub(crate) async fn leave_refreshes(&self, state: &Arc<LockState>) {
+  /// would undo it. Not refreshed meanwhile, the lock keeps its deadline,
+  /// and the wait ends there: `false` (the lock is lost) when the deadline
+  /// came first. The other update must not be sent then: its document may
+  /// have expired, and on such a server a takeover's conditional delete,
+  /// which read it as expired, would remove it after the update landed.
+  pub(crate) async fn leave_refreshes(&self, state: &Arc<LockState>) -> bool {
     self.held.lock().unwrap().remove(&state.id);
     let mark = self.rounds.mark();
-    self.rounds.ended_before(mark).await;
+    tokio::select! {
+      _ = self.rounds.ended_before(mark) => {}
+      _ = sleep(state.deadline().remaining()) => {}
+    }
+    self.check(state)
   }
 
   /// The end of a once-record's run (see `once::complete`): `stored`, the

@@ -16,8 +16,9 @@
 //! the completed record to have expired, and a second run during a first
 //! needs the first's record to have been taken over: its holder was lost
 //! (and learns so through its signal), and the new run has a higher
-//! fencing token. A completion lands only on the holder's own `_id` while
-//! it still carries `holder`: never on a record another run took over.
+//! fencing token. A completion is sent only while the run still holds its
+//! record (before its deadline), and lands only on the holder's own `_id`
+//! while it still carries `holder`: never on a record another run took over.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,11 +166,16 @@ pub struct Outcome {
 
 /// Ends the run that holds `state`: stores `outcome` on its record if the
 /// record is still this run's. `false` (and the run's lock is lost) when it
-/// is not: it was taken over after it expired, or deleted.
+/// is not: it was taken over after it expired, or deleted, or the run's
+/// deadline passed before the outcome could be sent.
 pub async fn complete(core: &Arc<Core>, state: &Arc<LockState>, outcome: Outcome) -> LockResult<bool> {
   let store = core.store().await?;
-  // No refresh round may write the record back over the completion.
-  core.leave_refreshes(state).await;
+  // No refresh round may write the record back over the completion, and
+  // a completion is sent only while the run still holds its record.
+  if !core.leave_refreshes(state).await {
+    state.set_nothing_to_delete();
+    return Ok(false);
+  }
   let now = core.server_now()?;
   let at = now.estimate();
   let mut fields = Document::new();
@@ -187,8 +193,8 @@ pub async fn complete(core: &Arc<Core>, state: &Arc<LockState>, outcome: Outcome
   fields.insert("resultBytes", outcome.bytes);
   fields.insert("completedAt", at);
   fields.insert("expiresAt", clock::after(at, outcome.keep));
-  // Tried even if this process's deadline passed: the update lands only on
-  // our own record still carrying our holder, that is, if nobody took it over.
+  // It lands only on our own record still carrying our holder: if another
+  // call took it over meanwhile, nothing is stored.
   let stored = core.traced(store.complete(state.id, fields)).await?;
   core.end_run(state, stored);
   Ok(stored)
