@@ -74,7 +74,7 @@ describe.concurrent('the Defra CDP Node.js backend template: @defra/hapi-secure-
   })
 
   for (const driver of ['mongodb', 'mongodb7']) for (const [shape, secureContext] of Object.entries(SHAPES)) {
-    it(`boots, locks, refuses a held key, frees and stops clean with the CA in TRUSTSTORE_* (driver ${driver}, ${shape})`, async () => {
+    it(`boots, locks, refuses a held key, frees, replays an Idempotency-Key retry and stops clean with the CA in TRUSTSTORE_* (driver ${driver}, ${shape})`, async () => {
       const out = await runApp('ok', cleanEnv({
         TLS_URL: server.tlsUrl,
         DRIVER: driver,
@@ -85,6 +85,8 @@ describe.concurrent('the Defra CDP Node.js backend template: @defra/hapi-secure-
       expect(out.driver).toMatch(driver === 'mongodb' ? /^6\./ : /^7\./)
       expect(out.secureContextDecorated).toBe(true)
       expect(out).toMatchObject({ routeStatus: 200, locked: true, refusedWhileHeld: 409, freed: true, afterFree: 200, lockDocumentsBeforeStop: 0 })
+      // once() on the same locker: an Idempotency-Key route's retry is answered with the first response.
+      expect(out.idempotent).toEqual({ first: 201, retry: 201, replayed: 'true', sameBody: true, runs: 1 })
       // Known from construction, and saying where the CAs came from: derived
       // for a secureContext; Node's with TRUSTSTORE_* without one.
       expect(out.settingsAtConstruction.tls).toBe(true)
