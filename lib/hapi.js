@@ -13,6 +13,7 @@ const managerModule = () => require('./manager.js')
 const { ScheduledJob, Election } = require('./primitives.js')
 const { CONTENT_TYPE: METRICS_CONTENT_TYPE } = require('./metrics.js')
 const { MAX_MS } = require('./rules.js')
+const { isPlainObject } = require('./keys.js')
 const { DEFAULT_MAX_RESULT_BYTES, MAX_RESULT_BYTES } = require('./once.js')
 
 /** Plugin options passed straight to the LockManager (it checks their values). */
@@ -174,12 +175,6 @@ const TRY_AGAIN = new Set([408, 409, 425, 429])
 const SETTINGS = Symbol('mongo-locks-native idempotency')
 
 const routeName = (route) => `route ${route.method.toUpperCase()} ${route.path}`
-
-function isPlainObject(value) {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
-  const proto = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
-}
 
 function wholeNumber(value, min, max) {
   return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max

@@ -12,6 +12,7 @@ const why = messages.keyWhy
 /** Why a key is refused, turned into the TypeError by actionOf. */
 class KeyProblem extends Error {}
 
+/** A `{ … }` object (or one made with a null prototype): not an array, a class instance or a Map. */
 function isPlainObject(value) {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return false
   const proto = Object.getPrototypeOf(value)
@@ -106,4 +107,4 @@ function bsonDisplay(value) {
 /** A key as people read it (src/key.rs key_text): a string key as is, anything else in its stored form. */
 const keyText = (action) => (typeof action === 'string' ? action : bsonDisplay(action))
 
-module.exports = { actionOf, shown, bsonDisplay, keyText }
+module.exports = { actionOf, shown, bsonDisplay, keyText, isPlainObject }

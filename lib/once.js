@@ -9,7 +9,7 @@
 
 const { createHash } = require('node:crypto')
 const { PREFIX, MAX_MS, LOSS, describe, quote, messages } = require('./rules.js')
-const { keyText } = require('./keys.js')
+const { keyText, isPlainObject } = require('./keys.js')
 const { LockLostError, OnceInProgressError, OnceMismatchError, OnceFailedError } = require('./errors.js')
 
 /** How long a finished record lives when `ttlMs` is not given: a day, as long as clients commonly retry. */
@@ -45,11 +45,6 @@ const onceMessages = Object.freeze({
 })
 
 // ------------------------------------------------------------ stored values
-
-const isPlainObject = (v) => {
-  const proto = Object.getPrototypeOf(v)
-  return proto === Object.prototype || proto === null
-}
 
 /** What `v` is, for a message. */
 function kindOf(v) {
